@@ -1,0 +1,417 @@
+"""The two interfaces every store implements: :class:`Broker` and :class:`ResultBackend`.
+
+A broker carries opaque :class:`Envelope` bodies between producers and consumers. Consumption is
+an async stream of :class:`Delivery` objects, each held under a lease: the consumer renews the
+leases of what it holds, a consumer that dies (SIGKILL, OOM, power loss) stops renewing and its
+deliveries go to another consumer once the lease runs out, and a consumer whose lease ran out
+(a zombie) can no longer settle the delivery: its ``ack`` raises :class:`LeaseLost`.
+
+``Delivery.attempt`` grows by at least one every time the message is handed out, redeliveries and
+retries alike. The result backend uses it as a fencing number: a write from an older attempt, or
+any write over a final outcome, is refused, so a task id ends with exactly one committed outcome.
+
+Most stores are pull stores and subclass :class:`PullBroker`, which implements the consumer loop,
+prefetch bound and lease renewal once on top of a handful of primitives.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Awaitable, Coroutine, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ..errors import LeaseLost
+
+#: Set in tests to make a consumer exit right after claiming (before handing out the delivery).
+CRASH_AFTER_CLAIM_ENV = "CONVEYOR_TEST_CRASH_AFTER_CLAIM"
+
+
+@dataclass(frozen=True, slots=True)
+class Envelope:
+    """What a broker stores: an opaque body and the fields it orders and routes by.
+
+    ``priority`` is 0..9, 9 first; FIFO within one priority. ``eta`` (epoch seconds) hides the
+    message until then.
+    """
+
+    id: str
+    queue: str
+    body: bytes
+    content_type: str = "application/json"
+    priority: int = 0
+    eta: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Claim:
+    """A message a pull store handed to one consumer: the envelope, its attempt and lease token."""
+
+    envelope: Envelope
+    attempt: int
+    token: str
+
+
+@dataclass(frozen=True, slots=True)
+class QueueStats:
+    """Counts for one queue: ready now, held by consumers, waiting for their ETA, dead-lettered."""
+
+    queue: str
+    ready: int
+    in_flight: int
+    delayed: int
+    dead: int
+
+
+@dataclass(frozen=True, slots=True)
+class DeadLetter:
+    """A dead-lettered message with why it was given up and when (epoch seconds)."""
+
+    envelope: Envelope
+    reason: str
+    failed_at: float
+
+
+class Delivery(ABC):
+    """A message held by one consumer. Settle it exactly once with one of the four methods.
+
+    Every settle raises :class:`LeaseLost` when the lease already passed to another consumer.
+    A second settle of the same delivery is a no-op.
+    """
+
+    envelope: Envelope
+    attempt: int
+
+    @abstractmethod
+    async def ack(self) -> None:
+        """Done: remove the message for good."""
+
+    @abstractmethod
+    async def retry(self, delay: float, body: bytes | None = None) -> None:
+        """Atomically replace the body (if given) and hide the message for ``delay`` seconds."""
+
+    @abstractmethod
+    async def dead_letter(self, reason: str) -> None:
+        """Move the message to its queue's dead-letter list with ``reason``."""
+
+    @abstractmethod
+    async def release(self) -> None:
+        """Give the message back at once, e.g. on graceful shutdown."""
+
+    @property
+    @abstractmethod
+    def lost(self) -> bool:
+        """True once a renewal found the lease gone to another consumer."""
+
+
+class Consumer(ABC):
+    """An async iterator of deliveries that never holds more than ``prefetch`` unsettled ones."""
+
+    def __aiter__(self) -> Consumer:
+        return self
+
+    @abstractmethod
+    async def __anext__(self) -> Delivery: ...
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Stop consuming: a blocked ``__anext__`` ends promptly and unstarted deliveries are
+        given back. Deliveries already handed out stay with their holder to settle."""
+
+
+class Broker(ABC):
+    """Carries envelopes from producers to consumers. ``url`` never shows a password."""
+
+    url: str
+
+    @abstractmethod
+    def publish(self, envelopes: Sequence[Envelope]) -> None:
+        """Store all envelopes in one round trip or transaction; raise BrokerError on failure."""
+
+    @abstractmethod
+    async def apublish(self, envelopes: Sequence[Envelope]) -> None:
+        """The async form of :meth:`publish`."""
+
+    @abstractmethod
+    def consume(self, queues: Sequence[str], *, prefetch: int, lease: float) -> Consumer:
+        """Start consuming ``queues`` (earlier queues first within the same priority)."""
+
+    @abstractmethod
+    def stats(self, queue: str) -> QueueStats:
+        """Depth, in-flight, delayed and dead-letter counts of ``queue``."""
+
+    @abstractmethod
+    def queues(self) -> list[str]:
+        """Names of queues that hold messages, in-flight or dead letters."""
+
+    @abstractmethod
+    def purge(self, queue: str) -> int:
+        """Remove the ready and delayed messages of ``queue``; returns how many."""
+
+    @abstractmethod
+    def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        """Dead letters, oldest first, of one queue or all."""
+
+    @abstractmethod
+    def replay_dead(self, ids: Sequence[str] | None = None, queue: str | None = None) -> int:
+        """Move dead letters (these ids, or all of ``queue``, or all) back to their queue once."""
+
+    @abstractmethod
+    def purge_dead(self, queue: str | None = None) -> int:
+        """Delete dead letters of one queue or all; returns how many."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections and files."""
+
+    async def aclose(self) -> None:
+        """Async form of :meth:`close`."""
+        self.close()
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResult:
+    """A result record: serialized outcome, its state, and the fencing attempt that wrote it."""
+
+    data: bytes
+    state: str
+    attempt: int
+    final: bool
+
+
+class ResultBackend(ABC):
+    """Stores task outcomes with a TTL. The fencing rule of :meth:`store` is the contract.
+
+    A write is accepted when there is no record, or when the record is not final and its attempt
+    is not greater than the writer's. So: a final outcome is never overwritten, and a zombie's late
+    write (smaller attempt) is refused once the current holder recorded its start.
+    """
+
+    url: str
+
+    @abstractmethod
+    def store(self, task_id: str, record: StoredResult, ttl: float) -> bool:
+        """Write under the fencing rule; True if written, False if refused."""
+
+    @abstractmethod
+    async def astore(self, task_id: str, record: StoredResult, ttl: float) -> bool:
+        """Async form of :meth:`store`."""
+
+    @abstractmethod
+    def get_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
+        """Records of many tasks in one round trip; None where unknown or expired."""
+
+    @abstractmethod
+    async def aget_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
+        """Async form of :meth:`get_many`."""
+
+    @abstractmethod
+    def wait(self, task_id: str, timeout: float | None) -> StoredResult | None:
+        """Block until the record is final or ``timeout`` passes, without busy polling.
+        Returns the latest record (final or not) or None if there is none."""
+
+    @abstractmethod
+    async def await_final(self, task_id: str, timeout: float | None) -> StoredResult | None:
+        """Async form of :meth:`wait`."""
+
+    @abstractmethod
+    def forget(self, task_id: str) -> None:
+        """Delete the record."""
+
+    @abstractmethod
+    async def count_member(self, key: str, member: str, ttl: float) -> int:
+        """Add ``member`` to the set ``key`` and return the set's size: counts each member once,
+        even when the same member is added twice after a redelivery (chords use it)."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections and files."""
+
+    async def aclose(self) -> None:
+        """Async form of :meth:`close`."""
+        self.close()
+
+    def get(self, task_id: str) -> StoredResult | None:
+        """The record of one task, or None."""
+        return self.get_many([task_id])[0]
+
+    async def aget(self, task_id: str) -> StoredResult | None:
+        """Async form of :meth:`get`."""
+        return (await self.aget_many([task_id]))[0]
+
+
+class PullBroker(Broker):
+    """A broker whose consumers pull. Subclasses provide the primitives below; all are atomic."""
+
+    @abstractmethod
+    async def _claim(
+        self, queues: Sequence[str], limit: int, lease: float
+    ) -> tuple[list[Claim], float | None]:
+        """Claim up to ``limit`` due messages (priority, then queue order, then FIFO).
+
+        Also returns the earliest epoch time at which more may become claimable (a delayed
+        message's ETA or another consumer's lease expiry), or None if nothing is pending.
+        """
+
+    @abstractmethod
+    async def _wait(self, queues: Sequence[str], timeout: float) -> None:
+        """Return when a message may have arrived on ``queues``, or after ``timeout`` seconds."""
+
+    @abstractmethod
+    async def _settle_ack(self, claim: Claim) -> None:
+        """Delete the message if ``claim.token`` still holds its lease, else raise LeaseLost."""
+
+    @abstractmethod
+    async def _settle_retry(self, claim: Claim, delay: float, body: bytes | None) -> None:
+        """Fenced: keep the message, replace its body, make it due after ``delay``."""
+
+    @abstractmethod
+    async def _settle_dead(self, claim: Claim, reason: str) -> None:
+        """Fenced: move the message to the dead-letter list of its queue."""
+
+    @abstractmethod
+    async def _settle_release(self, claim: Claim) -> None:
+        """Fenced: make the message due again now."""
+
+    @abstractmethod
+    async def _renew(self, claims: Sequence[Claim], lease: float) -> set[str]:
+        """Extend the leases of ``claims``; return the tokens whose lease was already lost."""
+
+    def consume(self, queues: Sequence[str], *, prefetch: int, lease: float) -> Consumer:
+        return PullConsumer(self, list(queues), prefetch=prefetch, lease=lease)
+
+
+class LeasedDelivery(Delivery):
+    """A delivery from a :class:`PullBroker`; settles through the broker's fenced primitives."""
+
+    def __init__(self, consumer: PullConsumer, claim: Claim) -> None:
+        self.envelope = claim.envelope
+        self.attempt = claim.attempt
+        self.claim = claim
+        self._consumer = consumer
+        self._settled = False
+        self._lost = False
+
+    @property
+    def lost(self) -> bool:
+        return self._lost
+
+    async def ack(self) -> None:
+        await self._settle(self._consumer.broker._settle_ack(self.claim))
+
+    async def retry(self, delay: float, body: bytes | None = None) -> None:
+        await self._settle(self._consumer.broker._settle_retry(self.claim, delay, body))
+
+    async def dead_letter(self, reason: str) -> None:
+        await self._settle(self._consumer.broker._settle_dead(self.claim, reason))
+
+    async def release(self) -> None:
+        await self._settle(self._consumer.broker._settle_release(self.claim))
+
+    async def _settle(self, op: Coroutine[Any, Any, None]) -> None:
+        if self._settled:
+            op.close()
+            return
+        self._settled = True
+        try:
+            await op
+        finally:
+            self._consumer._forget(self)
+
+    def mark_lost(self) -> None:
+        self._lost = True
+
+
+class PullConsumer(Consumer):
+    """The consumer loop shared by pull stores: claim while under the prefetch bound, wait for a
+    wake-up or the next due time otherwise, and renew held leases every third of the lease."""
+
+    max_idle = 1.0
+
+    def __init__(self, broker: PullBroker, queues: list[str], *, prefetch: int, lease: float):
+        if prefetch < 1:
+            raise ValueError("prefetch must be at least 1")
+        self.broker = broker
+        self.queues = queues
+        self.prefetch = prefetch
+        self.lease = lease
+        self._held: dict[str, LeasedDelivery] = {}
+        self._ready: collections.deque[LeasedDelivery] = collections.deque()
+        self._slot = asyncio.Event()
+        self._closed = asyncio.Event()
+        self._renewer: asyncio.Task[None] | None = None
+
+    async def __anext__(self) -> Delivery:
+        while not self._closed.is_set():
+            if self._ready:
+                return self._ready.popleft()
+            free = self.prefetch - len(self._held)
+            if free <= 0:
+                self._slot.clear()
+                await self._until(self._slot.wait(), None)
+                continue
+            await self._fill(free)
+        raise StopAsyncIteration
+
+    async def _fill(self, free: int) -> None:
+        self._start_renewer()
+        claims, next_at = await self.broker._claim(self.queues, free, self.lease)
+        if claims and os.environ.get(CRASH_AFTER_CLAIM_ENV):
+            os._exit(99)
+        for claim in claims:
+            delivery = LeasedDelivery(self, claim)
+            self._held[claim.token] = delivery
+            self._ready.append(delivery)
+        if not claims:
+            timeout = self.max_idle if next_at is None else next_at - time.time()
+            await self._until(self.broker._wait(self.queues, min(max(timeout, 0.0), self.max_idle)), None)
+
+    async def _until(self, awaitable: Awaitable[Any], timeout: float | None) -> None:
+        """Await ``awaitable`` but return as soon as the consumer is closed."""
+        waiter = asyncio.ensure_future(awaitable)
+        closer = asyncio.ensure_future(self._closed.wait())
+        done, _ = await asyncio.wait({waiter, closer}, timeout=timeout,
+                                     return_when=asyncio.FIRST_COMPLETED)
+        for fut in (waiter, closer):
+            if fut not in done:
+                fut.cancel()
+        if waiter in done:
+            waiter.result()
+
+    def _forget(self, delivery: LeasedDelivery) -> None:
+        self._held.pop(delivery.claim.token, None)
+        self._slot.set()
+
+    def _start_renewer(self) -> None:
+        if self._renewer is None:
+            self._renewer = asyncio.ensure_future(self._renew_loop())
+
+    async def _renew_loop(self) -> None:
+        while not self._closed.is_set() or self._held:
+            await asyncio.sleep(self.lease / 3)
+            held = list(self._held.values())
+            if not held:
+                continue
+            lost = await self.broker._renew([d.claim for d in held], self.lease)
+            for delivery in held:
+                if delivery.claim.token in lost:
+                    delivery.mark_lost()
+
+    async def close(self) -> None:
+        self._closed.set()
+        while self._ready:
+            delivery = self._ready.popleft()
+            try:
+                await delivery.release()
+            except LeaseLost:
+                pass
+
+    async def aclose_renewer(self) -> None:
+        """Stop renewing (after every held delivery was settled)."""
+        if self._renewer is not None:
+            self._renewer.cancel()
+            self._renewer = None

@@ -1,0 +1,303 @@
+"""The in-process store: the reference implementation of the broker contract and a test double.
+
+``memory://`` opens a fresh store; ``memory://NAME`` shares one store per name within the process
+(so a producer and a worker in one test can meet). Nothing survives the process. Thread-safe:
+producers may publish from any thread while consumers run on an event loop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+import threading
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from urllib.parse import urlsplit
+
+from ..errors import LeaseLost
+from .base import (
+    Claim,
+    DeadLetter,
+    Envelope,
+    PullBroker,
+    QueueStats,
+    ResultBackend,
+    StoredResult,
+)
+
+_NAMED: dict[str, MemoryStore] = {}
+_NAMED_LOCK = threading.Lock()
+
+
+def open_store(url: str = "memory://", **_: object) -> MemoryStore:
+    """A fresh store for ``memory://``, the shared named one for ``memory://NAME``."""
+    name = urlsplit(url).netloc
+    if not name:
+        return MemoryStore(url)
+    with _NAMED_LOCK:
+        return _NAMED.setdefault(name, MemoryStore(url))
+
+
+@dataclass(slots=True)
+class _Entry:
+    envelope: Envelope
+    seq: int
+    attempt: int = 0
+    token: str | None = None
+    lease_until: float = 0.0
+    dead_reason: str | None = None
+    failed_at: float = 0.0
+
+
+class MemoryStore(PullBroker, ResultBackend):
+    """Broker and result backend in plain dictionaries, guarded by one lock."""
+
+    def __init__(self, url: str = "memory://") -> None:
+        self.url = url
+        self._lock = threading.Lock()
+        self._seq = itertools.count()
+        self._messages: dict[str, _Entry] = {}
+        self._results: dict[str, tuple[StoredResult, float]] = {}
+        self._members: dict[str, set[str]] = {}
+        self._bell = _Bell()
+
+    def __repr__(self) -> str:
+        return f"MemoryStore({self.url!r})"
+
+    # -- producer -------------------------------------------------------------------------
+    def publish(self, envelopes: Sequence[Envelope]) -> None:
+        with self._lock:
+            for env in envelopes:
+                self._messages[env.id] = _Entry(env, next(self._seq))
+        self._bell.ring()
+
+    async def apublish(self, envelopes: Sequence[Envelope]) -> None:
+        self.publish(envelopes)
+
+    # -- consumer primitives --------------------------------------------------------------
+    async def _claim(
+        self, queues: Sequence[str], limit: int, lease: float
+    ) -> tuple[list[Claim], float | None]:
+        now = time.time()
+        order = {q: i for i, q in enumerate(queues)}
+        with self._lock:
+            live = [e for e in self._messages.values()
+                    if e.envelope.queue in order and e.dead_reason is None]
+            due = [e for e in live if self._due(e, now)]
+            due.sort(key=lambda e: (-e.envelope.priority, order[e.envelope.queue], e.seq))
+            claims = [self._hand_out(e, now + lease) for e in due[:limit]]
+            later = [self._due_at(e) for e in live if not self._due(e, now)]
+        return claims, min(later, default=None)
+
+    @staticmethod
+    def _due(entry: _Entry, now: float) -> bool:
+        eta = entry.envelope.eta
+        return (eta is None or eta <= now) and (entry.token is None or entry.lease_until <= now)
+
+    @staticmethod
+    def _due_at(entry: _Entry) -> float:
+        return max(entry.envelope.eta or 0.0, entry.lease_until if entry.token else 0.0)
+
+    @staticmethod
+    def _hand_out(entry: _Entry, lease_until: float) -> Claim:
+        entry.attempt += 1
+        entry.token = secrets.token_hex(8)
+        entry.lease_until = lease_until
+        return Claim(entry.envelope, entry.attempt, entry.token)
+
+    async def _wait(self, queues: Sequence[str], timeout: float) -> None:
+        await self._bell.wait(timeout)
+
+    def _held(self, claim: Claim) -> _Entry | None:
+        """The entry if ``claim`` still holds it; None if it is gone; LeaseLost if taken over."""
+        entry = self._messages.get(claim.envelope.id)
+        if entry is None or entry.dead_reason is not None:
+            return None
+        if entry.token != claim.token:
+            raise LeaseLost(f"lease of message {claim.envelope.id} passed to another consumer")
+        return entry
+
+    async def _settle_ack(self, claim: Claim) -> None:
+        with self._lock:
+            if self._held(claim) is not None:
+                del self._messages[claim.envelope.id]
+
+    async def _settle_retry(self, claim: Claim, delay: float, body: bytes | None) -> None:
+        with self._lock:
+            entry = self._held(claim)
+            if entry is not None:
+                env = entry.envelope
+                entry.envelope = replace(env, body=env.body if body is None else body,
+                                         eta=time.time() + delay)
+                entry.token, entry.seq = None, next(self._seq)
+        self._bell.ring()
+
+    async def _settle_dead(self, claim: Claim, reason: str) -> None:
+        with self._lock:
+            entry = self._held(claim)
+            if entry is not None:
+                entry.token, entry.dead_reason, entry.failed_at = None, reason, time.time()
+
+    async def _settle_release(self, claim: Claim) -> None:
+        with self._lock:
+            entry = self._held(claim)
+            if entry is not None:
+                entry.token = None
+        self._bell.ring()
+
+    async def _renew(self, claims: Sequence[Claim], lease: float) -> set[str]:
+        lost: set[str] = set()
+        with self._lock:
+            for claim in claims:
+                entry = self._messages.get(claim.envelope.id)
+                if entry is None or entry.token != claim.token:
+                    lost.add(claim.token)
+                else:
+                    entry.lease_until = time.time() + lease
+        return lost
+
+    # -- admin ----------------------------------------------------------------------------
+    def stats(self, queue: str) -> QueueStats:
+        now = time.time()
+        with self._lock:
+            entries = [e for e in self._messages.values() if e.envelope.queue == queue]
+        dead = sum(e.dead_reason is not None for e in entries)
+        live = [e for e in entries if e.dead_reason is None]
+        held = sum(e.token is not None and e.lease_until > now for e in live)
+        delayed = sum((e.envelope.eta or 0) > now and e.token is None for e in live)
+        return QueueStats(queue, len(live) - held - delayed, held, delayed, dead)
+
+    def queues(self) -> list[str]:
+        with self._lock:
+            return sorted({e.envelope.queue for e in self._messages.values()})
+
+    def purge(self, queue: str) -> int:
+        with self._lock:
+            doomed = [k for k, e in self._messages.items()
+                      if e.envelope.queue == queue and e.token is None and e.dead_reason is None]
+            for key in doomed:
+                del self._messages[key]
+        return len(doomed)
+
+    def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        with self._lock:
+            dead = [e for e in self._messages.values() if e.dead_reason is not None
+                    and queue in (None, e.envelope.queue)]
+        dead.sort(key=lambda e: e.failed_at)
+        return [DeadLetter(e.envelope, e.dead_reason or "", e.failed_at) for e in dead[:limit]]
+
+    def replay_dead(self, ids: Sequence[str] | None = None, queue: str | None = None) -> int:
+        with self._lock:
+            chosen = [e for e in self._messages.values() if e.dead_reason is not None
+                      and queue in (None, e.envelope.queue) and (ids is None or e.envelope.id in ids)]
+            for entry in chosen:
+                entry.dead_reason, entry.seq = None, next(self._seq)
+                entry.envelope = replace(entry.envelope, eta=None)
+        self._bell.ring()
+        return len(chosen)
+
+    def purge_dead(self, queue: str | None = None) -> int:
+        with self._lock:
+            doomed = [k for k, e in self._messages.items() if e.dead_reason is not None
+                      and queue in (None, e.envelope.queue)]
+            for key in doomed:
+                del self._messages[key]
+        return len(doomed)
+
+    # -- results --------------------------------------------------------------------------
+    def store(self, task_id: str, record: StoredResult, ttl: float) -> bool:
+        with self._lock:
+            old = self._live_result(task_id)
+            if old is not None and (old.final or old.attempt > record.attempt):
+                return False
+            self._results[task_id] = (record, time.time() + ttl)
+        if record.final:
+            self._bell.ring()
+        return True
+
+    async def astore(self, task_id: str, record: StoredResult, ttl: float) -> bool:
+        return self.store(task_id, record, ttl)
+
+    def _live_result(self, task_id: str) -> StoredResult | None:
+        found = self._results.get(task_id)
+        if found is None:
+            return None
+        if found[1] <= time.time():
+            del self._results[task_id]
+            return None
+        return found[0]
+
+    def get_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
+        with self._lock:
+            return [self._live_result(t) for t in task_ids]
+
+    async def aget_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
+        return self.get_many(task_ids)
+
+    def wait(self, task_id: str, timeout: float | None) -> StoredResult | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            seen = self._bell.generation
+            record = self.get(task_id)
+            left = None if deadline is None else deadline - time.monotonic()
+            if (record is not None and record.final) or (left is not None and left <= 0):
+                return record
+            self._bell.wait_sync(seen, left)
+
+    async def await_final(self, task_id: str, timeout: float | None) -> StoredResult | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            record = await self.aget(task_id)
+            left = None if deadline is None else deadline - time.monotonic()
+            if (record is not None and record.final) or (left is not None and left <= 0):
+                return record
+            await self._bell.wait(left)
+
+    def forget(self, task_id: str) -> None:
+        with self._lock:
+            self._results.pop(task_id, None)
+
+    async def count_member(self, key: str, member: str, ttl: float) -> int:
+        with self._lock:
+            members = self._members.setdefault(key, set())
+            members.add(member)
+            return len(members)
+
+    def close(self) -> None:
+        self._bell.ring()
+
+
+class _Bell:
+    """Wakes every waiter, async (any loop) or blocking (any thread), on each ring."""
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self.generation = 0
+        self._waiters: set[tuple[asyncio.AbstractEventLoop, asyncio.Event]] = set()
+
+    def ring(self) -> None:
+        with self._cond:
+            self.generation += 1
+            self._cond.notify_all()
+            waiters = list(self._waiters)
+        for loop, event in waiters:
+            if not loop.is_closed():
+                loop.call_soon_threadsafe(event.set)
+
+    def wait_sync(self, seen: int, timeout: float | None) -> None:
+        with self._cond:
+            self._cond.wait_for(lambda: self.generation != seen, timeout)
+
+    async def wait(self, timeout: float | None) -> None:
+        waiter = (asyncio.get_running_loop(), asyncio.Event())
+        with self._cond:
+            self._waiters.add(waiter)
+        try:
+            await asyncio.wait_for(waiter[1].wait(), timeout)
+        except TimeoutError:
+            pass
+        finally:
+            with self._cond:
+                self._waiters.discard(waiter)

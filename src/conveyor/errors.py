@@ -1,0 +1,117 @@
+"""Every exception Conveyor raises derives from :class:`ConveyorError`.
+
+Hierarchy::
+
+    ConveyorError
+    ├── ConfigurationError        bad URL, unknown scheme, unsafe store settings
+    ├── SerializationError        an argument or result cannot be encoded (raised in the producer)
+    ├── MessageError              a message that a worker cannot use; it is dead-lettered
+    │   ├── MalformedMessage      undecodable body, missing or ill-typed fields
+    │   ├── ContentTypeRefused    a content type the serializer was not configured to accept
+    │   └── UnknownTask           no task of that name is registered in the worker's app
+    ├── BrokerError               a store failed
+    │   ├── BrokerUnavailable     cannot connect; names the URL with its password masked
+    │   └── LeaseLost             the delivery's lease passed to another consumer (a zombie's settle)
+    ├── ResultError
+    │   ├── ResultTimeout         ``get(timeout=...)`` ran out before the task finished
+    │   ├── TaskFailed            the task raised and its exception type could not be rebuilt
+    │   ├── TaskRevoked           the task was revoked before it ran
+    │   └── TaskExpired           the task's ``expires`` passed before a worker started it
+    ├── TimeLimitExceeded         a task ran past its ``time_limit``
+    └── Retry                     raised by ``self.retry()``; control flow, not a failure
+
+Driver exceptions are converted at the boundary of each store (``raise BrokerUnavailable(...) from
+exc``), so callers only need to catch these.
+"""
+
+from __future__ import annotations
+
+
+class ConveyorError(Exception):
+    """Base class of every Conveyor exception."""
+
+
+class ConfigurationError(ConveyorError):
+    """The application or a store was configured in a way that cannot work."""
+
+
+class SerializationError(ConveyorError):
+    """A value cannot be encoded or decoded by the configured serializer."""
+
+
+class MessageError(ConveyorError):
+    """A message a worker cannot run; the worker dead-letters it with this text as the reason."""
+
+
+class MalformedMessage(MessageError):
+    """The body could not be decoded, or a required field is missing or of the wrong type."""
+
+
+class ContentTypeRefused(MessageError):
+    """The message's content type is not among those the app accepts (pickle unless enabled)."""
+
+
+class UnknownTask(MessageError):
+    """No task of this name is registered in the worker's application."""
+
+
+class BrokerError(ConveyorError):
+    """A store (broker or result backend) failed."""
+
+
+class BrokerUnavailable(BrokerError):
+    """The store cannot be reached. The message names the URL with any password masked."""
+
+
+class LeaseLost(BrokerError):
+    """The delivery's lease expired and the message went to another consumer.
+
+    Raised when a consumer that lost its lease (a zombie, e.g. after SIGSTOP) tries to settle it:
+    its ack, retry or dead-letter is refused so only the current holder decides the outcome.
+    """
+
+
+class ResultError(ConveyorError):
+    """Base class for errors raised while reading a task's outcome."""
+
+
+class ResultTimeout(ResultError, TimeoutError):
+    """The task did not finish within the timeout given to ``get``/``aget``."""
+
+
+class TaskFailed(ResultError):
+    """The task raised an exception whose type could not be rebuilt in this process.
+
+    ``exc_type`` is the remote type's qualified name, ``remote_traceback`` its formatted traceback.
+    """
+
+    def __init__(self, exc_type: str, message: str, remote_traceback: str = "") -> None:
+        super().__init__(f"{exc_type}: {message}")
+        self.exc_type = exc_type
+        self.message = message
+        self.remote_traceback = remote_traceback
+
+
+class TaskRevoked(ResultError):
+    """The task was revoked and will not run."""
+
+
+class TaskExpired(ResultError):
+    """The task's expiry passed before a worker started it; it was not run."""
+
+
+class TimeLimitExceeded(ConveyorError):
+    """The task ran longer than its ``time_limit`` and was stopped."""
+
+
+class Retry(ConveyorError):  # noqa: N818 - the name users write: ``raise self.retry()``
+    """Raised by ``Task.retry`` to ask the worker to run the task again after ``countdown``."""
+
+    def __init__(
+        self, countdown: float | None = None, exc: BaseException | None = None,
+        max_retries: int | None = None,
+    ) -> None:
+        super().__init__(f"retry in {countdown}s" if countdown is not None else "retry")
+        self.countdown = countdown
+        self.exc = exc
+        self.max_retries = max_retries

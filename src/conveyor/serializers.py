@@ -1,0 +1,197 @@
+"""Serializers turn task arguments and results into bytes and back.
+
+JSON (orjson) is the default. Beyond JSON's own types it round-trips, by tagging them in a
+one-key object: ``datetime`` (``{"$dt": iso}``), ``date`` (``{"$date": iso}``), ``UUID``
+(``{"$uuid": str}``), ``Decimal`` (``{"$dec": str}``), ``bytes`` (``{"$b64": base64}``) and
+``timedelta`` (``{"$td": seconds}``). Tuples come back as lists. A dict whose only key starts with
+``$`` is escaped as ``{"$map": {...}}`` so user data is never mistaken for a tag.
+
+msgpack (``application/msgpack``) uses the same tags. Pickle is available only when the
+application lists it in ``accept_content``; otherwise a pickled message is refused *before* its
+bytes are decoded.
+"""
+
+from __future__ import annotations
+
+import base64
+import pickle
+from collections.abc import Callable, Iterable
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from typing import Any, Protocol
+from uuid import UUID
+
+import msgpack
+import orjson
+
+from .errors import ContentTypeRefused, MalformedMessage, SerializationError
+
+JSON = "application/json"
+MSGPACK = "application/msgpack"
+PICKLE = "application/x-python-pickle"
+
+_SCALARS = (str, int, float, bool, type(None))
+
+
+class Serializer(Protocol):
+    """Encodes values to bytes and back. ``loads`` raises MalformedMessage on bad input."""
+
+    content_type: str
+
+    def dumps(self, value: Any) -> bytes: ...
+
+    def loads(self, data: bytes) -> Any: ...
+
+
+def _tag(value: Any, path: str) -> Any:
+    if isinstance(value, _SCALARS):
+        return value
+    if isinstance(value, dict):
+        out = {_key(k, path): _tag(v, f"{path}[{k!r}]") for k, v in value.items()}
+        return {"$map": out} if len(out) == 1 and next(iter(out)).startswith("$") else out
+    if isinstance(value, list | tuple):
+        return [_tag(v, f"{path}[{i}]") for i, v in enumerate(value)]
+    return _tag_special(value, path)
+
+
+def _key(key: Any, path: str) -> str:
+    if not isinstance(key, str):
+        raise SerializationError(f"{path}: dict keys must be str, got {type(key).__name__}")
+    return key
+
+
+def _tag_special(value: Any, path: str) -> Any:
+    if isinstance(value, datetime):
+        return {"$dt": value.isoformat()}
+    if isinstance(value, date):
+        return {"$date": value.isoformat()}
+    if isinstance(value, UUID):
+        return {"$uuid": str(value)}
+    if isinstance(value, Decimal):
+        return {"$dec": str(value)}
+    if isinstance(value, bytes | bytearray | memoryview):
+        return {"$b64": base64.b64encode(bytes(value)).decode()}
+    if isinstance(value, timedelta):
+        return {"$td": value.total_seconds()}
+    raise SerializationError(
+        f"{path or 'value'}: object of type {type(value).__module__}.{type(value).__qualname__}"
+        " is not serializable (supported: JSON types, datetime, date, UUID, Decimal, bytes,"
+        " timedelta; or enable pickle)"
+    )
+
+
+_UNTAG: dict[str, Callable[[Any], Any]] = {
+    "$dt": datetime.fromisoformat,
+    "$date": date.fromisoformat,
+    "$uuid": UUID,
+    "$dec": Decimal,
+    "$b64": base64.b64decode,
+    "$td": lambda s: timedelta(seconds=s),
+}
+
+
+def _untag(value: Any) -> Any:
+    if isinstance(value, list):
+        return [_untag(v) for v in value]
+    if not isinstance(value, dict):
+        return value
+    if len(value) == 1:
+        ((key, inner),) = value.items()
+        if key == "$map":
+            return {k: _untag(v) for k, v in inner.items()}
+        if key in _UNTAG:
+            return _UNTAG[key](inner)
+    return {k: _untag(v) for k, v in value.items()}
+
+
+class JSONSerializer:
+    """The default: orjson with the tags described in this module's docstring."""
+
+    content_type = JSON
+
+    def dumps(self, value: Any) -> bytes:
+        return orjson.dumps(_tag(value, ""))
+
+    def loads(self, data: bytes) -> Any:
+        try:
+            return _untag(orjson.loads(data))
+        except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+            raise MalformedMessage(f"undecodable JSON body: {exc}") from exc
+
+
+class MsgpackSerializer:
+    """msgpack with the same tags as JSON; more compact, binary-safe."""
+
+    content_type = MSGPACK
+
+    def dumps(self, value: Any) -> bytes:
+        return msgpack.packb(_tag(value, ""), use_bin_type=True)  # type: ignore[no-any-return]
+
+    def loads(self, data: bytes) -> Any:
+        try:
+            return _untag(msgpack.unpackb(data, raw=False))
+        except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
+                msgpack.StackError) as exc:
+            raise MalformedMessage(f"undecodable msgpack body: {exc}") from exc
+
+
+class PickleSerializer:
+    """Pickle: any picklable value. Decoding runs code, so only enable it among trusted parties."""
+
+    content_type = PICKLE
+
+    def dumps(self, value: Any) -> bytes:
+        try:
+            return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
+        except Exception as exc:
+            raise SerializationError(f"value is not picklable: {exc}") from exc
+
+    def loads(self, data: bytes) -> Any:
+        try:
+            return pickle.loads(data)  # noqa: S301 - only reached when explicitly accepted
+        except Exception as exc:
+            raise MalformedMessage(f"undecodable pickle body: {exc}") from exc
+
+
+_BY_NAME: dict[str, Callable[[], Serializer]] = {
+    "json": JSONSerializer,
+    JSON: JSONSerializer,
+    "msgpack": MsgpackSerializer,
+    MSGPACK: MsgpackSerializer,
+    "pickle": PickleSerializer,
+    PICKLE: PickleSerializer,
+}
+
+
+def get_serializer(name: str) -> Serializer:
+    """A serializer by short name (``json``, ``msgpack``, ``pickle``) or content type."""
+    try:
+        return _BY_NAME[name]()
+    except KeyError:
+        raise SerializationError(f"unknown serializer {name!r}; use json, msgpack or pickle") from None
+
+
+class Codec:
+    """Encodes with one serializer and decodes only the content types it was told to accept."""
+
+    def __init__(self, serializer: str = "json", accept: Iterable[str] = ("json", "msgpack")):
+        self.serializer = get_serializer(serializer)
+        self.accepted = {s.content_type: s for s in map(get_serializer, accept)}
+        self.accepted[self.serializer.content_type] = self.serializer
+
+    @property
+    def content_type(self) -> str:
+        return self.serializer.content_type
+
+    def dumps(self, value: Any) -> bytes:
+        return self.serializer.dumps(value)
+
+    def loads(self, data: bytes, content_type: str) -> Any:
+        """Decode ``data``; raises ContentTypeRefused before touching a refused body."""
+        serializer = self.accepted.get(content_type)
+        if serializer is None:
+            raise ContentTypeRefused(
+                f"content type {content_type!r} is not accepted (accepted:"
+                f" {', '.join(sorted(self.accepted))})"
+            )
+        return serializer.loads(data)

@@ -1,0 +1,266 @@
+"""Broker contract: the same cases for every store (see tests/contract/conftest.py)."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from typing import Any
+
+import pytest
+
+from conveyor.brokers import Consumer, Delivery, Envelope
+from conveyor.errors import LeaseLost
+
+pytestmark = pytest.mark.timeout(60)
+
+
+def env(queue: str = "q", body: bytes = b"x", **kw: Any) -> Envelope:
+    return Envelope(id=str(uuid.uuid4()), queue=queue, body=body, **kw)
+
+
+async def take(consumer: Consumer, timeout: float = 5.0) -> Delivery:
+    return await asyncio.wait_for(anext(consumer), timeout)
+
+
+async def nothing_within(consumer: Consumer, seconds: float) -> bool:
+    try:
+        await asyncio.wait_for(anext(consumer), seconds)
+    except TimeoutError:
+        return True
+    return False
+
+
+async def drain(store: Any, queue: str, n: int, **kw: Any) -> list[Delivery]:
+    consumer = store.consume([queue], prefetch=max(n, 1), lease=kw.get("lease", 30.0))
+    got = [await take(consumer) for _ in range(n)]
+    await consumer.close()
+    return got
+
+
+async def test_published_message_consumed_once_intact(store: Any) -> None:
+    sent = env(body=b"\x00binary\xff", content_type="application/msgpack", priority=3)
+    store.publish([sent])
+    consumer = store.consume(["q"], prefetch=4, lease=30)
+    got = await take(consumer)
+    assert got.envelope.id == sent.id
+    assert got.envelope.body == sent.body
+    assert got.envelope.content_type == "application/msgpack"
+    assert got.envelope.priority == 3
+    assert got.attempt == 1
+    await got.ack()
+    assert await nothing_within(consumer, 0.3)
+    await consumer.close()
+
+
+async def test_fifo_within_priority_and_nine_first(store: Any) -> None:
+    sent = [env(body=f"{p}-{i}".encode(), priority=p) for i in range(3) for p in (0, 9, 5)]
+    store.publish(sent)
+    got = await drain(store, "q", len(sent))
+    bodies = [d.envelope.body.decode() for d in got]
+    assert bodies == ["9-0", "9-1", "9-2", "5-0", "5-1", "5-2", "0-0", "0-1", "0-2"]
+
+
+async def test_queue_order_breaks_priority_ties(store: Any) -> None:
+    store.publish([env("low", b"low"), env("high", b"high")])
+    consumer = store.consume(["high", "low"], prefetch=2, lease=30)
+    first, second = await take(consumer), await take(consumer)
+    assert (first.envelope.body, second.envelope.body) == (b"high", b"low")
+    await consumer.close()
+
+
+async def test_eta_not_before_and_soon_after(store: Any) -> None:
+    due = time.time() + 0.6
+    store.publish([env(body=b"later", eta=due)])
+    consumer = store.consume(["q"], prefetch=1, lease=30)
+    got = await take(consumer, timeout=5)
+    assert time.time() >= due
+    assert time.time() - due < 1.5
+    assert got.envelope.body == b"later"
+    await consumer.close()
+
+
+async def test_far_future_eta_is_never_delivered_early(store: Any) -> None:
+    store.publish([env(eta=time.time() + 3600)])
+    consumer = store.consume(["q"], prefetch=1, lease=0.5)
+    assert await nothing_within(consumer, 1.5)
+    await consumer.close()
+    assert store.stats("q").delayed == 1
+
+
+async def test_bulk_publish_all_arrive(store: Any) -> None:
+    sent = [env(body=str(i).encode()) for i in range(2000)]
+    store.publish(sent)
+    assert store.stats("q").ready == 2000
+    got = await drain(store, "q", 2000)
+    assert sorted(d.envelope.id for d in got) == sorted(e.id for e in sent)
+
+
+async def test_async_publish(store: Any) -> None:
+    await store.apublish([env(body=b"async")])
+    got = await drain(store, "q", 1)
+    assert got[0].envelope.body == b"async"
+
+
+async def test_queues_are_isolated(store: Any) -> None:
+    store.publish([env("a", b"for-a"), env("b", b"for-b")])
+    consumer = store.consume(["a"], prefetch=5, lease=30)
+    got = await take(consumer)
+    assert got.envelope.body == b"for-a"
+    assert await nothing_within(consumer, 0.3)
+    await consumer.close()
+    assert store.stats("b").ready == 1
+
+
+async def test_prefetch_bound_holds(store: Any) -> None:
+    store.publish([env() for _ in range(5)])
+    consumer = store.consume(["q"], prefetch=2, lease=30)
+    first, _second = await take(consumer), await take(consumer)
+    assert await nothing_within(consumer, 0.3)
+    await first.ack()
+    await take(consumer)
+    assert await nothing_within(consumer, 0.3)
+    await consumer.close()
+
+
+async def test_two_consumers_never_share_a_message(store: Any) -> None:
+    store.publish([env(body=str(i).encode()) for i in range(200)])
+    seen: list[str] = []
+
+    async def run() -> None:
+        consumer = store.consume(["q"], prefetch=8, lease=30)
+        while not await nothing_within_collect(consumer, seen):
+            pass
+        await consumer.close()
+
+    await asyncio.gather(run(), run())
+    assert len(seen) == 200
+    assert len(set(seen)) == 200
+
+
+async def nothing_within_collect(consumer: Consumer, seen: list[str]) -> bool:
+    try:
+        delivery = await asyncio.wait_for(anext(consumer), 0.5)
+    except TimeoutError:
+        return True
+    seen.append(delivery.envelope.id)
+    await delivery.ack()
+    return False
+
+
+async def test_ack_is_final_and_second_ack_harmless(store: Any) -> None:
+    store.publish([env()])
+    (got,) = await drain(store, "q", 1)
+    await got.ack()
+    await got.ack()
+    stats = store.stats("q")
+    assert (stats.ready, stats.in_flight, stats.delayed) == (0, 0, 0)
+
+
+async def test_retry_comes_back_later_with_new_body_and_higher_attempt(store: Any) -> None:
+    store.publish([env(body=b"v1")])
+    consumer = store.consume(["q"], prefetch=1, lease=30)
+    first = await take(consumer)
+    started = time.time()
+    await first.retry(0.5, b"v2")
+    second = await take(consumer)
+    assert time.time() - started >= 0.45
+    assert second.envelope.id == first.envelope.id
+    assert second.envelope.body == b"v2"
+    assert second.attempt > first.attempt
+    await second.ack()
+    await consumer.close()
+
+
+async def test_dead_letter_keeps_body_and_reason_replay_once_purge(store: Any) -> None:
+    sent = env(body=b"poison")
+    store.publish([sent])
+    (got,) = await drain(store, "q", 1)
+    await got.dead_letter("undecodable body")
+    (dead,) = store.dead_letters("q")
+    assert (dead.envelope.id, dead.envelope.body, dead.reason) == (sent.id, b"poison", "undecodable body")
+    assert store.stats("q").dead == 1
+    assert store.replay_dead([sent.id]) == 1
+    assert store.replay_dead([sent.id]) == 0
+    (again,) = await drain(store, "q", 1)
+    assert again.envelope.body == b"poison"
+    await again.dead_letter("still bad")
+    assert store.purge_dead("q") == 1
+    assert store.dead_letters("q") == []
+
+
+async def test_release_returns_the_message_at_once(store: Any) -> None:
+    store.publish([env()])
+    consumer = store.consume(["q"], prefetch=1, lease=60)
+    got = await take(consumer)
+    await got.release()
+    again = await take(consumer, timeout=1.0)
+    assert again.envelope.id == got.envelope.id
+    await consumer.close()
+
+
+async def test_dead_consumer_loses_its_delivery_within_the_lease(store: Any) -> None:
+    store.publish([env()])
+    claims, _ = await store._claim(["q"], 1, 0.5)  # a consumer that then never renews
+    consumer = store.consume(["q"], prefetch=1, lease=30)
+    got = await take(consumer, timeout=3.0)
+    assert got.envelope.id == claims[0].envelope.id
+    assert got.attempt == claims[0].attempt + 1
+    with pytest.raises(LeaseLost):
+        await store._settle_ack(claims[0])  # the zombie is fenced out
+    await got.ack()
+    await consumer.close()
+
+
+async def test_live_consumer_keeps_its_delivery_past_the_lease(store: Any) -> None:
+    store.publish([env()])
+    holder = store.consume(["q"], prefetch=1, lease=0.6)
+    got = await take(holder)
+    await asyncio.sleep(1.8)
+    claims, _ = await store._claim(["q"], 1, 30)
+    assert claims == []
+    assert not got.lost
+    await got.ack()
+    await holder.close()
+
+
+async def test_zombie_renewal_reports_lost_and_cannot_retry(store: Any) -> None:
+    store.publish([env()])
+    claims, _ = await store._claim(["q"], 1, 0.3)
+    await asyncio.sleep(0.5)
+    taken, _ = await store._claim(["q"], 1, 30)
+    assert len(taken) == 1
+    assert await store._renew(claims, 30) == {claims[0].token}
+    with pytest.raises(LeaseLost):
+        await store._settle_retry(claims[0], 0, None)
+    await store._settle_ack(taken[0])
+
+
+async def test_close_unblocks_a_waiting_consumer_promptly(store: Any) -> None:
+    consumer = store.consume(["empty"], prefetch=1, lease=30)
+    waiting = asyncio.ensure_future(anext(consumer))
+    await asyncio.sleep(0.2)
+    started = time.monotonic()
+    await consumer.close()
+    with pytest.raises(StopAsyncIteration):
+        await asyncio.wait_for(waiting, 2.0)
+    assert time.monotonic() - started < 1.0
+
+
+async def test_close_gives_back_unstarted_deliveries(store: Any) -> None:
+    store.publish([env() for _ in range(3)])
+    consumer = store.consume(["q"], prefetch=3, lease=60)
+    await take(consumer)
+    await consumer.close()
+    assert store.stats("q").ready == 2
+
+
+async def test_purge_and_stats(store: Any) -> None:
+    store.publish([env() for _ in range(4)] + [env(eta=time.time() + 600)])
+    (held,) = await drain(store, "q", 1)
+    stats = store.stats("q")
+    assert (stats.ready, stats.in_flight, stats.delayed) == (3, 1, 1)
+    assert "q" in store.queues()
+    assert store.purge("q") == 4
+    assert store.stats("q").ready == 0
+    await held.ack()
