@@ -104,7 +104,7 @@ class TimeLimitExceeded(ConveyorError):
     """The task ran longer than its ``time_limit`` and was stopped."""
 
 
-class Retry(ConveyorError):  # noqa: N818 - the name users write: ``raise self.retry()``
+class Retry(ConveyorError):
     """Raised by ``Task.retry`` to ask the worker to run the task again after ``countdown``."""
 
     def __init__(

@@ -148,7 +148,7 @@ class PickleSerializer:
 
     def loads(self, data: bytes) -> Any:
         try:
-            return pickle.loads(data)  # noqa: S301 - only reached when explicitly accepted
+            return pickle.loads(data)
         except Exception as exc:
             raise MalformedMessage(f"undecodable pickle body: {exc}") from exc
 

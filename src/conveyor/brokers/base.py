@@ -201,6 +201,16 @@ class ResultBackend(ABC):
     async def astore(self, task_id: str, record: StoredResult, ttl: float) -> bool:
         """Async form of :meth:`store`."""
 
+    def store_many(self, records: Sequence[tuple[str, StoredResult]], ttl: float) -> None:
+        """Write many records under the fencing rule; stores override it with one round trip."""
+        for task_id, record in records:
+            self.store(task_id, record, ttl)
+
+    async def astore_many(self, records: Sequence[tuple[str, StoredResult]], ttl: float) -> None:
+        """Async form of :meth:`store_many`."""
+        for task_id, record in records:
+            await self.astore(task_id, record, ttl)
+
     @abstractmethod
     def get_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
         """Records of many tasks in one round trip; None where unknown or expired."""

@@ -1,0 +1,167 @@
+"""The ``conveyor`` command: worker, inspect, purge, result and dlq (dead letters)."""
+
+from __future__ import annotations
+
+import logging
+import os
+from typing import Any
+
+import click
+
+from .errors import ConveyorError
+from .loader import load_app
+
+APP_OPTION = click.option("-A", "--app", "app_path", required=True, envvar="CONVEYOR_APP",
+                          help="The application: module or module:attribute.")
+
+
+def _queues(value: str) -> list[str]:
+    return [q.strip() for q in value.split(",") if q.strip()]
+
+
+@click.group()
+@click.version_option(package_name="conveyor-tasks")
+def cli() -> None:
+    """Conveyor: a distributed task queue."""
+
+
+@cli.command()
+@APP_OPTION
+@click.option("-Q", "--queues", default="default", show_default=True,
+              help="Comma-separated queues to consume, earlier ones first on ties.")
+@click.option("-c", "--concurrency", type=int, default=None,
+              help="Processes (process pool) or concurrent tasks (thread/async). Default: CPUs.")
+@click.option("--pool", type=click.Choice(["process", "thread", "async"]), default="process",
+              show_default=True)
+@click.option("--lease", type=float, default=None, help="Lease seconds (default: the app's).")
+@click.option("--grace", type=float, default=30.0, show_default=True,
+              help="Seconds running tasks get to finish on SIGTERM.")
+@click.option("-l", "--loglevel", default="info", show_default=True)
+@click.option("--parent-pid", type=int, default=None, hidden=True)
+def worker(app_path: str, queues: str, concurrency: int | None, pool: str,
+           lease: float | None, grace: float, loglevel: str, parent_pid: int | None) -> None:
+    """Run a worker that consumes QUEUES and executes their tasks."""
+    from .worker.pools import Supervisor, child_argv, run_in_process
+
+    _logging(loglevel)
+    names = _queues(queues)
+    count = concurrency or os.cpu_count() or 1
+    if pool == "process":
+        argv = child_argv(app_path, names, grace=grace, lease=lease, loglevel=loglevel)
+        raise SystemExit(Supervisor(argv, count).run())
+    app = _load(app_path)
+    run_in_process(app, names, count, grace=grace, lease=lease, parent=parent_pid)
+
+
+@cli.command()
+@APP_OPTION
+@click.option("-Q", "--queues", default=None, help="Queues to show (default: all known).")
+def inspect(app_path: str, queues: str | None) -> None:
+    """Show ready, in-flight, delayed and dead counts per queue."""
+    from rich.console import Console
+    from rich.table import Table
+
+    app = _load(app_path)
+    names = _queues(queues) if queues else app.broker.queues()
+    table = Table("queue", "ready", "in flight", "delayed", "dead",
+                  title=f"{app.name} @ {app.broker.url}")
+    for name in names:
+        s = app.broker.stats(name)
+        table.add_row(name, str(s.ready), str(s.in_flight), str(s.delayed), str(s.dead))
+    Console().print(table)
+
+
+@cli.command()
+@APP_OPTION
+@click.option("-Q", "--queue", required=True)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def purge(app_path: str, queue: str, yes: bool) -> None:
+    """Delete every waiting (ready and delayed) message of a queue."""
+    if not yes:
+        click.confirm(f"Delete every waiting message of {queue!r}?", abort=True)
+    click.echo(f"purged {_load(app_path).broker.purge(queue)} message(s)")
+
+
+@cli.command()
+@APP_OPTION
+@click.argument("task_id")
+def result(app_path: str, task_id: str) -> None:
+    """Show a task's state and value or error."""
+    found = _load(app_path).AsyncResult(task_id).outcome()
+    if found is None:
+        click.echo(f"{task_id}: UNKNOWN")
+        return
+    click.echo(f"{task_id}: {found.state} (task {found.task or '?'}, retries {found.retries})")
+    if found.error is not None:
+        click.echo(found.error.traceback or f"{found.error.type}: {found.error.message}")
+    else:
+        click.echo(repr(found.value))
+
+
+@cli.group()
+def dlq() -> None:
+    """Inspect, replay and purge dead-lettered messages."""
+
+
+@dlq.command("list")
+@APP_OPTION
+@click.option("-Q", "--queue", default=None)
+@click.option("--limit", type=int, default=100, show_default=True)
+def dlq_list(app_path: str, queue: str | None, limit: int) -> None:
+    """List dead letters, oldest first, with their reasons."""
+    import datetime as dt
+
+    from rich.console import Console
+    from rich.table import Table
+
+    letters = _load(app_path).broker.dead_letters(queue, limit)
+    table = Table("id", "queue", "failed at", "reason", title=f"{len(letters)} dead letter(s)")
+    for letter in letters:
+        when = dt.datetime.fromtimestamp(letter.failed_at).isoformat(timespec="seconds")
+        table.add_row(letter.envelope.id, letter.envelope.queue, when, letter.reason)
+    Console().print(table)
+
+
+@dlq.command("replay")
+@APP_OPTION
+@click.option("-Q", "--queue", default=None)
+@click.argument("ids", nargs=-1)
+def dlq_replay(app_path: str, queue: str | None, ids: tuple[str, ...]) -> None:
+    """Send dead letters (IDS, or all of a queue, or all) back to their queues once."""
+    app = _load(app_path)
+    chosen = list(ids) or [d.envelope.id for d in app.broker.dead_letters(queue, 1_000_000)]
+    for task_id in chosen:  # a replayed task must be able to record a new outcome
+        app.backend.forget(task_id)
+    click.echo(f"replayed {app.broker.replay_dead(chosen)} message(s)")
+
+
+@dlq.command("purge")
+@APP_OPTION
+@click.option("-Q", "--queue", default=None)
+@click.option("--yes", is_flag=True, help="Do not ask for confirmation.")
+def dlq_purge(app_path: str, queue: str | None, yes: bool) -> None:
+    """Delete dead letters for good."""
+    if not yes:
+        click.confirm("Delete these dead letters for good?", abort=True)
+    click.echo(f"purged {_load(app_path).broker.purge_dead(queue)} dead letter(s)")
+
+
+def _load(app_path: str) -> Any:
+    try:
+        return load_app(app_path)
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from exc
+
+
+def _logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(),
+        format="%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s")
+
+
+def main() -> None:
+    """Entry point of the ``conveyor`` script."""
+    try:
+        cli(standalone_mode=True)
+    except ConveyorError as exc:
+        raise click.ClickException(str(exc)) from exc

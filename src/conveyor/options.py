@@ -1,0 +1,89 @@
+"""Task options, the retry policy that reads them, and per-call publish options."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass, field
+from typing import TypedDict
+
+from .errors import Retry
+
+
+class TaskOptionsDict(TypedDict, total=False):
+    """Keyword options accepted by ``@app.task(...)``; see :class:`TaskOptions`."""
+
+    name: str
+    queue: str
+    priority: int
+    retries: int
+    max_retries: int
+    retry_backoff: bool | float
+    retry_backoff_max: float
+    retry_jitter: bool
+    default_retry_delay: float
+    autoretry_for: tuple[type[BaseException], ...]
+    time_limit: float | None
+    expires: float | None
+    ignore_result: bool
+
+
+@dataclass(frozen=True, slots=True)
+class TaskOptions:
+    """How a task is routed and retried.
+
+    ``max_retries`` (alias ``retries``, default 3) bounds retries after the first run, whether
+    asked for by ``self.retry()`` or automatic. Automatic retries happen for ``autoretry_for``
+    exception types; giving ``retries``/``max_retries`` without ``autoretry_for`` retries any
+    ``Exception``. With ``retry_backoff``
+    the n-th retry waits ``base * 2**n`` seconds (``base`` = 1 when True, else the given number),
+    capped at ``retry_backoff_max``; ``retry_jitter`` draws uniformly from [0, that delay] so
+    retrying workers do not stampede. Without backoff a retry waits ``default_retry_delay``.
+    ``autoretry_for`` lists exception types that trigger a retry by themselves.
+    ``time_limit`` (seconds) stops the task; ``expires`` (seconds after publish) skips it if it has
+    not started by then.
+    """
+
+    queue: str = "default"
+    priority: int = 0
+    max_retries: int = 3
+    retry_backoff: bool | float = False
+    retry_backoff_max: float = 600.0
+    retry_jitter: bool = True
+    default_retry_delay: float = 3.0
+    autoretry_for: tuple[type[BaseException], ...] = field(default_factory=tuple)
+    time_limit: float | None = None
+    expires: float | None = None
+    ignore_result: bool = False
+
+    def retry_delay(self, retries: int, rng: random.Random | None = None) -> float:
+        """Seconds to wait before retry number ``retries + 1`` (``retries`` done so far)."""
+        if not self.retry_backoff:
+            return self.default_retry_delay
+        base = 1.0 if self.retry_backoff is True else float(self.retry_backoff)
+        delay = min(base * (2**retries), self.retry_backoff_max)
+        return (rng or random).uniform(0, delay) if self.retry_jitter else delay
+
+    def retry_countdown(self, exc: BaseException, retries: int) -> float | None:
+        """Seconds until the next run if ``exc`` after ``retries`` retries earns one, else None."""
+        if isinstance(exc, Retry):
+            limit = self.max_retries if exc.max_retries is None else exc.max_retries
+            if retries >= limit:
+                return None
+            return self.retry_delay(retries) if exc.countdown is None else exc.countdown
+        if isinstance(exc, self.autoretry_for) and retries < self.max_retries:
+            return self.retry_delay(retries)
+        return None
+
+
+def build_options(default_queue: str, given: TaskOptionsDict) -> TaskOptions:
+    """TaskOptions from decorator keywords (``retries`` is an alias of ``max_retries``)."""
+    values = {k: v for k, v in given.items() if k != "name"}
+    if "retries" in values:
+        values.setdefault("max_retries", values.pop("retries"))
+    if "max_retries" in values and "autoretry_for" not in values:
+        values["autoretry_for"] = (Exception,)
+    values.setdefault("queue", default_queue)
+    priority = values.get("priority", 0)
+    if not isinstance(priority, int) or not 0 <= priority <= 9:
+        raise ValueError(f"priority must be an int from 0 to 9, got {priority!r}")
+    return TaskOptions(**values)  # type: ignore[arg-type]

@@ -1,0 +1,121 @@
+"""Worker: one process consuming queues and running up to ``concurrency`` tasks at once.
+
+Shutdown: the first ``stop()`` (SIGTERM/SIGINT) stops taking work, gives back what was fetched
+but not started, and lets running tasks finish within ``grace`` seconds; what is still running
+then, or at a second ``stop()``, is cancelled and its message given back at once.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import signal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from ..brokers import Consumer, Delivery
+from ..errors import BrokerError, LeaseLost
+from .execution import execute
+from .runner import Runner
+
+if TYPE_CHECKING:
+    from ..app import Conveyor
+
+log = logging.getLogger("conveyor.worker")
+
+
+class Worker:
+    """Consumes ``queues`` of ``app`` and runs their tasks. ``await run()`` until stopped."""
+
+    def __init__(self, app: Conveyor, queues: Sequence[str] = ("default",), *,
+                 concurrency: int = 1, grace: float = 30.0, lease: float | None = None,
+                 exit_on_runaway: bool = False) -> None:
+        self.app = app
+        self.queues = list(queues)
+        self.concurrency = concurrency
+        self.grace = grace
+        self.lease = app.lease if lease is None else lease
+        self.exit_on_runaway = exit_on_runaway
+        self.runner = Runner(concurrency)
+        self._running: set[asyncio.Task[None]] = set()
+        self._consumer: Consumer | None = None
+        self._stopping = asyncio.Event()
+        self._stops = 0
+
+    async def run(self) -> None:
+        """Consume until stopped, then drain in-flight tasks (see the module docstring)."""
+        self._consumer = self.app.broker.consume(
+            self.queues, prefetch=self.concurrency, lease=self.lease)
+        log.info("worker %d consuming %s (concurrency %d)", os.getpid(),
+                 ",".join(self.queues), self.concurrency)
+        try:
+            await self._consume(self._consumer)
+        finally:
+            await self._drain()
+            self.runner.close()
+
+    async def _consume(self, consumer: Consumer) -> None:
+        backoff = 0.1
+        while not self._stopping.is_set():
+            try:
+                delivery = await anext(consumer)
+            except StopAsyncIteration:
+                return
+            except BrokerError as exc:
+                log.warning("broker error, retrying in %.1fs: %s", backoff, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+                continue
+            backoff = 0.1
+            task = asyncio.create_task(self._handle(delivery))
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+            if self.runner.runaway and self.exit_on_runaway:
+                await self.stop()
+
+    async def _handle(self, delivery: Delivery) -> None:
+        try:
+            await execute(self.app, delivery, self.runner)
+        except LeaseLost:
+            log.warning("lease of %s was lost; another worker owns it", delivery.envelope.id)
+        except asyncio.CancelledError:
+            await asyncio.shield(self._give_back(delivery))
+            raise
+        except Exception:
+            log.exception("could not settle %s; it will be redelivered", delivery.envelope.id)
+        if self.runner.runaway and self.exit_on_runaway:
+            await self.stop()
+
+    async def _give_back(self, delivery: Delivery) -> None:
+        try:
+            await delivery.release()
+        except Exception as exc:  # the lease expiry will return it instead
+            log.warning("could not give back %s: %s", delivery.envelope.id, exc)
+
+    async def stop(self, fast: bool = False) -> None:
+        """Stop taking work; with ``fast`` (or when called twice) cancel running tasks too."""
+        self._stops += 1
+        self._stopping.set()
+        if self._consumer is not None:
+            await self._consumer.close()
+        if fast or self._stops > 1:
+            for task in list(self._running):
+                task.cancel()
+
+    async def _drain(self) -> None:
+        if self._consumer is not None:
+            await self._consumer.close()
+        if self._running:
+            log.info("waiting up to %.0fs for %d running task(s)", self.grace, len(self._running))
+            _, late = await asyncio.wait(set(self._running), timeout=self.grace)
+            for task in late:
+                task.cancel()
+            if late:
+                await asyncio.wait(late)
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM and SIGINT stop gracefully; a second one stops fast."""
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, lambda: asyncio.ensure_future(self.stop()))
