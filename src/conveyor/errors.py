@@ -11,7 +11,7 @@ Hierarchy::
     │   └── UnknownTask           no task of that name is registered in the worker's app
     ├── BrokerError               a store failed
     │   ├── BrokerUnavailable     cannot connect; names the URL with its password masked
-    │   └── LeaseLost             the delivery's lease passed to another consumer (a zombie's settle)
+    │   └── LeaseLost             the lease passed to another consumer (a zombie's settle)
     ├── ResultError
     │   ├── ResultTimeout         ``get(timeout=...)`` ran out before the task finished
     │   ├── TaskFailed            the task raised and its exception type could not be rebuilt

@@ -168,7 +168,8 @@ def get_serializer(name: str) -> Serializer:
     try:
         return _BY_NAME[name]()
     except KeyError:
-        raise SerializationError(f"unknown serializer {name!r}; use json, msgpack or pickle") from None
+        raise SerializationError(
+            f"unknown serializer {name!r}; use json, msgpack or pickle") from None
 
 
 class Codec:

@@ -178,7 +178,8 @@ async def test_dead_letter_keeps_body_and_reason_replay_once_purge(store: Any) -
     (got,) = await drain(store, "q", 1)
     await got.dead_letter("undecodable body")
     (dead,) = store.dead_letters("q")
-    assert (dead.envelope.id, dead.envelope.body, dead.reason) == (sent.id, b"poison", "undecodable body")
+    assert (dead.envelope.id, dead.envelope.body) == (sent.id, b"poison")
+    assert dead.reason == "undecodable body"
     assert store.stats("q").dead == 1
     assert store.replay_dead([sent.id]) == 1
     assert store.replay_dead([sent.id]) == 0

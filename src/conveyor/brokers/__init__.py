@@ -61,6 +61,7 @@ def open_store(url: str, **options: Any) -> Any:
         module = importlib.import_module(module_name)
     except ImportError as exc:
         raise ConfigurationError(
-            f"{scheme}:// needs an optional dependency ({exc.name}); install conveyor-tasks[{scheme}]"
+            f"{scheme}:// needs an optional dependency ({exc.name});"
+            f" install conveyor-tasks[{scheme}]"
         ) from exc
     return module.open_store(url, **options)

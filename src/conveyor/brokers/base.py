@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import time
 from abc import ABC, abstractmethod
@@ -378,7 +379,8 @@ class PullConsumer(Consumer):
             self._ready.append(delivery)
         if not claims:
             timeout = self.max_idle if next_at is None else next_at - time.time()
-            await self._until(self.broker._wait(self.queues, min(max(timeout, 0.0), self.max_idle)), None)
+            timeout = min(max(timeout, 0.0), self.max_idle)
+            await self._until(self.broker._wait(self.queues, timeout), None)
 
     async def _until(self, awaitable: Awaitable[Any], timeout: float | None) -> None:
         """Await ``awaitable`` but return as soon as the consumer is closed."""
@@ -415,10 +417,8 @@ class PullConsumer(Consumer):
         self._closed.set()
         while self._ready:
             delivery = self._ready.popleft()
-            try:
+            with contextlib.suppress(LeaseLost):
                 await delivery.release()
-            except LeaseLost:
-                pass
 
     async def aclose_renewer(self) -> None:
         """Stop renewing (after every held delivery was settled)."""

@@ -190,8 +190,9 @@ class MemoryStore(PullBroker, ResultBackend):
 
     def replay_dead(self, ids: Sequence[str] | None = None, queue: str | None = None) -> int:
         with self._lock:
-            chosen = [e for e in self._messages.values() if e.dead_reason is not None
-                      and queue in (None, e.envelope.queue) and (ids is None or e.envelope.id in ids)]
+            chosen = [e for e in self._messages.values()
+                      if e.dead_reason is not None and queue in (None, e.envelope.queue)
+                      and (ids is None or e.envelope.id in ids)]
             for entry in chosen:
                 entry.dead_reason, entry.seq = None, next(self._seq)
                 entry.envelope = replace(entry.envelope, eta=None)

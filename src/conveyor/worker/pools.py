@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import os
 import signal
@@ -48,7 +49,8 @@ def run_in_process(app: Conveyor, queues: Sequence[str], concurrency: int, *,
 
 async def _watch_parent(worker: Worker, parent: int) -> None:
     """Stop when the supervisor is gone, so no orphan keeps consuming."""
-    while os.getppid() == parent:
+    # No event exists for a parent's death, so look once a second.
+    while os.getppid() == parent:  # noqa: ASYNC110
         await asyncio.sleep(1.0)
     log.warning("supervisor %d is gone; stopping", parent)
     await worker.stop()
@@ -94,10 +96,8 @@ class Supervisor:
     def _forward(self, signum: int, _frame: object) -> None:
         self.stops += 1
         for proc, _ in self.children.values():
-            try:
+            with contextlib.suppress(ProcessLookupError):
                 proc.send_signal(signum)
-            except ProcessLookupError:
-                pass
 
 
 def child_argv(app_path: str, queues: Sequence[str], *, grace: float, lease: float | None,
