@@ -53,7 +53,7 @@ class Message:
             raise MalformedMessage(f"unsupported message protocol {data.get('v')!r}")
         _check(data, "id", str)
         _check(data, "task", str)
-        _check(data, "args", list)
+        _check(data, "args", list | tuple)
         _check(data, "kwargs", dict)
         _check(data, "queue", str)
         _check(data, "priority", int)
@@ -70,8 +70,8 @@ class Message:
         )
 
 
-def _check(data: dict[str, Any], name: str, kind: type) -> None:
+def _check(data: dict[str, Any], name: str, kind: Any) -> None:
     if name not in data:
         raise MalformedMessage(f"missing field {name!r}")
     if not isinstance(data[name], kind) or (kind is int and isinstance(data[name], bool)):
-        raise MalformedMessage(f"field {name!r} must be {kind.__name__}")
+        raise MalformedMessage(f"field {name!r} must be {getattr(kind, '__name__', 'list')}")

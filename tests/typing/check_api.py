@@ -1,0 +1,40 @@
+"""Checked by ``mypy --strict`` (see pyproject): the public API's types, as users see them."""
+
+from __future__ import annotations
+
+from typing import Any, assert_type
+
+from conveyor import AsyncResult, AsyncTask, Conveyor, Task
+
+app = Conveyor("typing", broker="memory://")
+
+
+@app.task(queue="emails", retries=3, retry_backoff=True)
+def send_email(user_id: int, message: str) -> str:
+    return f"{user_id}:{message}"
+
+
+@app.task
+async def fetch_size(url: str) -> int:
+    return len(url)
+
+
+@app.task(bind=True)
+def bound(self: Task[Any, Any], n: int) -> float:
+    return n / (self.request.retries + 1)
+
+
+def check_types() -> None:
+    assert isinstance(fetch_size, AsyncTask)
+    assert_type(send_email.delay(1, "hi"), AsyncResult[str])
+    assert_type(send_email.delay(1, "hi").get(timeout=1), str)
+    assert_type(fetch_size.delay("u"), AsyncResult[int])
+    assert_type(bound.apply_async((1,), countdown=1), AsyncResult[float])
+    assert_type(send_email(1, "x"), str)
+    assert_type(app.send_task("x"), AsyncResult[Any])
+
+
+async def check_async() -> None:
+    result = await fetch_size.adelay("u")
+    assert_type(await result.aget(timeout=1), int)
+    assert_type(await fetch_size("u"), int)
