@@ -1,0 +1,908 @@
+"""The embedded store: one SQLite file as broker and result backend for one machine.
+
+``sqlite:///relative/path.db`` or ``sqlite:////absolute/path.db``; options in the query or as
+keyword arguments of :func:`open_store`:
+
+``synchronous``
+    ``FULL`` (default: a commit survives power loss), ``EXTRA`` or ``NORMAL`` (a power cut may
+    lose the last commits, never corrupt the file). ``OFF`` is refused.
+``busy_timeout``
+    Milliseconds a statement waits for another process's write lock (default 30000).
+``doorbell``
+    ``on`` (default) or ``off``: with it off, waiters poll instead of being woken.
+
+Several processes may share the file. It runs in WAL mode so readers never block the one writer,
+and every claim or settle is a single statement or one short ``IMMEDIATE`` transaction, so two
+consumers can never hold the same message. Waiting consumers and result waiters sleep on a
+doorbell of Unix datagram sockets in ``<db>.bell/`` (see :mod:`conveyor.brokers.doorbell`),
+rung by the writer after each commit they care about.
+
+A message row moves between four states; the partial index of each state keeps the hot queries
+(claim the first ready message, find the next ETA or lease expiry) logarithmic in the backlog::
+
+    READY --claim--> HELD --ack--> (deleted)
+      ^  \\            |--retry--> DELAYED (or READY) --eta passed--> READY
+      |   `-- purge    |--dead_letter--> DEAD --replay--> READY
+      `----------------'--release / lease expired
+
+A delayed message becomes READY when a claim on its queue finds its ETA passed; a HELD one whose
+lease ran out likewise, keeping its token until another consumer claims it (so a late settle from
+the old holder still succeeds while nobody else has it).
+
+Sync methods run their SQL in the calling thread, each thread with its own connection. Async
+methods run the same functions in one dedicated worker thread of the store, so the event loop
+never waits for the disk. A store belongs to the process that opened it: a forked or spawned child
+calls :func:`open_store` itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import json
+import os
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any, Concatenate, ParamSpec, TypeVar
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from ..errors import BrokerError, BrokerUnavailable, ConfigurationError, LeaseLost
+from .base import (
+    Claim,
+    DeadLetter,
+    Envelope,
+    PullBroker,
+    QueueStats,
+    ResultBackend,
+    StoredResult,
+)
+from .doorbell import AsyncBell, Doorbell, Listener
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+READY, DELAYED, HELD, DEAD = 0, 1, 2, 3
+SCHEMA_VERSION = 1
+
+#: Doorbell channels: consumers are rung on new due work, result waiters on final outcomes.
+CONSUMERS, RESULTS = "q", "r"
+
+#: Longest a result waiter sleeps before looking again, in case a ring went astray.
+_RESULT_RECHECK = 1.0
+#: Poll interval when no doorbell is available.
+_FALLBACK_POLL = 0.1
+#: Seconds between sweeps of expired results and members.
+_CLEANUP_EVERY = 60.0
+_CLEANUP_BATCH = 1000
+#: How many settled tokens a store remembers to make a repeated settle a no-op.
+_REMEMBERED_TOKENS = 4096
+
+_SYNCHRONOUS = ("NORMAL", "FULL", "EXTRA")
+_SWITCH = {"on": True, "true": True, "1": True, "off": False, "false": False, "0": False}
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS messages (
+    seq          INTEGER PRIMARY KEY,  -- FIFO order: new and retried rows get max(seq) + 1
+    id           TEXT NOT NULL UNIQUE,
+    queue        TEXT NOT NULL,
+    body         BLOB NOT NULL,
+    content_type TEXT NOT NULL,
+    priority     INTEGER NOT NULL,
+    eta          REAL,
+    state        INTEGER NOT NULL,     -- 0 ready, 1 delayed, 2 held, 3 dead
+    attempt      INTEGER NOT NULL DEFAULT 0,
+    token        TEXT,
+    lease_until  REAL,
+    reason       TEXT,
+    failed_at    REAL
+);
+CREATE INDEX IF NOT EXISTS messages_ready ON messages (queue, priority DESC, seq) WHERE state = 0;
+CREATE INDEX IF NOT EXISTS messages_delayed ON messages (queue, eta) WHERE state = 1;
+CREATE INDEX IF NOT EXISTS messages_held ON messages (queue, lease_until) WHERE state = 2;
+CREATE INDEX IF NOT EXISTS messages_dead ON messages (queue, failed_at) WHERE state = 3;
+CREATE TABLE IF NOT EXISTS results (
+    task_id    TEXT PRIMARY KEY,
+    data       BLOB NOT NULL,
+    state      TEXT NOT NULL,
+    attempt    INTEGER NOT NULL,
+    final      INTEGER NOT NULL,
+    expires_at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS results_expiry ON results (expires_at);
+CREATE TABLE IF NOT EXISTS members (
+    key        TEXT NOT NULL,
+    member     TEXT NOT NULL,
+    expires_at REAL NOT NULL,
+    PRIMARY KEY (key, member)
+);
+CREATE INDEX IF NOT EXISTS members_expiry ON members (expires_at);
+"""
+
+
+# -- opening ----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Where the database is and how connections to it are set up."""
+
+    path: str
+    synchronous: str = "FULL"
+    busy_timeout: float = 30.0
+    doorbell: bool = True
+
+
+def open_store(url: str, **options: Any) -> SQLiteStore:
+    """Open (creating if needed) the SQLite store of ``url``; see the module docstring."""
+    return SQLiteStore(url, parse_url(url, **options))
+
+
+def parse_url(url: str, **options: Any) -> Settings:
+    """Settings from ``url`` and ``options`` (keyword options win over the query string)."""
+    parts = urlsplit(url)
+    if parts.scheme.lower() != "sqlite" or parts.netloc or len(parts.path) < 2:
+        raise ConfigurationError(
+            f"bad SQLite store URL {url!r}; use sqlite:///relative.db or sqlite:////abs/path.db"
+        )
+    path = os.path.realpath(unquote(parts.path[1:]))
+    given: dict[str, Any] = dict(parse_qsl(parts.query)) | options
+    unknown = set(given) - {"synchronous", "busy_timeout", "doorbell"}
+    if unknown:
+        raise ConfigurationError(f"unknown SQLite store option(s) {sorted(unknown)} in {url!r}")
+    return Settings(
+        path=path,
+        synchronous=_synchronous(given.get("synchronous", "FULL")),
+        busy_timeout=_milliseconds(given.get("busy_timeout", 30000)) / 1000,
+        doorbell=_switch(given.get("doorbell", True)),
+    )
+
+
+def _synchronous(value: object) -> str:
+    mode = str(value).upper()
+    if mode == "OFF":
+        raise ConfigurationError(
+            "synchronous=OFF can lose or corrupt committed messages on a crash; use NORMAL or FULL"
+        )
+    if mode not in _SYNCHRONOUS:
+        raise ConfigurationError(f"synchronous must be one of {', '.join(_SYNCHRONOUS)}")
+    return mode
+
+
+def _milliseconds(value: object) -> float:
+    try:
+        number = float(str(value))
+    except ValueError:
+        raise ConfigurationError(f"busy_timeout must be milliseconds, not {value!r}") from None
+    if number < 0:
+        raise ConfigurationError("busy_timeout must not be negative")
+    return number
+
+
+def _switch(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    found = _SWITCH.get(str(value).lower())
+    if found is None:
+        raise ConfigurationError(f"doorbell must be on or off, not {value!r}")
+    return found
+
+
+# -- connections ------------------------------------------------------------------------------
+
+
+class Connections:
+    """One connection per thread (sqlite3 objects must stay in their thread), closed together.
+
+    Connections are opened with ``check_same_thread=False`` only so that :meth:`close_all` may
+    close them from the closing thread; each is otherwise used by its own thread alone.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self._settings = settings
+        self._local = threading.local()
+        self._lock = threading.Lock()
+        self._open: list[tuple[threading.Thread, sqlite3.Connection]] = []
+
+    def get(self) -> sqlite3.Connection:
+        """This thread's connection, opened on first use."""
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = self._connect()
+            self._local.conn = conn
+            self._register(conn)
+        return conn
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(
+            self._settings.path,
+            timeout=self._settings.busy_timeout,
+            isolation_level=None,  # autocommit; transactions are explicit BEGIN IMMEDIATE
+            check_same_thread=False,
+            cached_statements=256,
+        )
+        conn.execute(f"PRAGMA synchronous={self._settings.synchronous}")
+        return conn
+
+    def _register(self, conn: sqlite3.Connection) -> None:
+        with self._lock:
+            # Threads come and go (asyncio.to_thread, pools): close what dead threads left.
+            for thread, old in self._open:
+                if not thread.is_alive():
+                    old.close()
+            self._open = [(t, c) for t, c in self._open if t.is_alive()]
+            self._open.append((threading.current_thread(), conn))
+
+    def close_all(self) -> None:
+        """Close every connection. No thread may use the store any more."""
+        with self._lock:
+            for _, conn in self._open:
+                with contextlib.suppress(sqlite3.Error):
+                    conn.close()
+            self._open = []
+
+
+@contextlib.contextmanager
+def immediate(conn: sqlite3.Connection) -> Iterator[None]:
+    """A write transaction that takes the write lock up front, so it never deadlocks midway."""
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        yield
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    try:
+        conn.execute("COMMIT")
+    except BaseException:
+        if conn.in_transaction:
+            conn.execute("ROLLBACK")
+        raise
+
+
+def init_schema(conn: sqlite3.Connection, path: str) -> None:
+    """Switch the file to WAL and create the tables. Idempotent; safe to race with others."""
+    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    if str(mode).lower() != "wal":
+        raise ConfigurationError(
+            f"{path}: the file system does not support SQLite WAL mode (got {mode!r}); put the"
+            " database on a local disk"
+        )
+    with immediate(conn):
+        version = conn.execute("PRAGMA user_version").fetchone()[0]
+        if version > SCHEMA_VERSION:
+            raise ConfigurationError(
+                f"{path} was written by a newer Conveyor (layout {version}); upgrade to open it"
+            )
+        for statement in _SCHEMA.split(";"):
+            if statement.strip():
+                conn.execute(statement)
+        conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+# -- the SQL: one function per operation, shared by the sync and async paths --------------------
+
+_COLUMNS = "seq, id, queue, body, content_type, priority, eta"
+
+_PUBLISH = """
+INSERT INTO messages (seq, id, queue, body, content_type, priority, eta, state)
+VALUES ((SELECT coalesce(max(seq), 0) + 1 FROM messages), ?, ?, ?, ?, ?, ?, ?)
+ON CONFLICT (id) DO UPDATE SET
+    seq = excluded.seq, queue = excluded.queue, body = excluded.body,
+    content_type = excluded.content_type, priority = excluded.priority, eta = excluded.eta,
+    state = excluded.state, token = NULL, lease_until = NULL, reason = NULL, failed_at = NULL
+"""
+
+
+def publish_rows(conn: sqlite3.Connection, envelopes: Sequence[Envelope]) -> None:
+    """Insert all envelopes in one transaction.
+
+    Publishing an id that is already stored replaces that message (latest publish wins, as in the
+    other stores) but keeps its attempt count, so fencing numbers never go back.
+    """
+    now = time.time()
+    rows = [
+        (e.id, e.queue, bytes(e.body), e.content_type, e.priority, e.eta,
+         DELAYED if e.eta is not None and e.eta > now else READY)
+        for e in envelopes
+    ]
+    with immediate(conn):
+        conn.executemany(_PUBLISH, rows)
+
+
+def _marks(n: int) -> str:
+    return ", ".join("?" * n)
+
+
+def _claim_sql(n: int) -> str:
+    """Claim the first ``limit`` ready rows of ``n`` queues by priority, queue rank, then seq.
+
+    Each queue's arm walks its partial index and stops after ``limit`` rows, so the cost does not
+    grow with the backlog. ``randomblob`` is evaluated per row: every claim gets its own token.
+    """
+    arms = " UNION ALL ".join(
+        "SELECT * FROM (SELECT seq, priority, ? AS rank FROM messages"
+        " WHERE state = 0 AND queue = ? ORDER BY priority DESC, seq LIMIT ?)"
+        for _ in range(n)
+    )
+    return (
+        "UPDATE messages SET state = 2, attempt = attempt + 1,"
+        " token = lower(hex(randomblob(16))), lease_until = ?"
+        f" WHERE seq IN (SELECT seq FROM ({arms}) ORDER BY priority DESC, rank, seq LIMIT ?)"
+        f" RETURNING {_COLUMNS}, attempt, token"
+    )
+
+
+def _next_sql(n: int) -> str:
+    """The earliest ETA of a delayed row or lease expiry of a held row on ``n`` queues."""
+    arms = " UNION ALL ".join(
+        "SELECT (SELECT min(eta) FROM messages WHERE state = 1 AND queue = ?) AS t"
+        " UNION ALL SELECT (SELECT min(lease_until) FROM messages WHERE state = 2 AND queue = ?)"
+        for _ in range(n)
+    )
+    return f"SELECT min(t) FROM ({arms})"
+
+
+def claim_rows(
+    conn: sqlite3.Connection, queues: Sequence[str], limit: int, lease: float
+) -> tuple[list[Claim], float | None]:
+    """Make due rows ready, claim up to ``limit`` of them, and find when more may be due."""
+    names = list(dict.fromkeys(queues))
+    if not names or limit < 1:
+        return [], None
+    now = time.time()
+    rank = {q: i for i, q in enumerate(names)}
+    n = len(names)
+    with immediate(conn):
+        conn.execute(
+            f"UPDATE messages SET state = 0 WHERE state = 1 AND queue IN ({_marks(n)})"
+            " AND eta <= ?", (*names, now))
+        conn.execute(
+            f"UPDATE messages SET state = 0 WHERE state = 2 AND queue IN ({_marks(n)})"
+            " AND lease_until <= ?", (*names, now))
+        params: list[object] = [now + lease]
+        for name in names:
+            params += [rank[name], name, limit]
+        rows = conn.execute(_claim_sql(n), (*params, limit)).fetchall()
+        next_at = conn.execute(_next_sql(n), [q for q in names for _ in (0, 1)]).fetchone()[0]
+    # RETURNING yields rows in no particular order; hand them out in claim order.
+    rows.sort(key=lambda r: (-r[5], rank[r[2]], r[0]))
+    return [Claim(_envelope(row), row[7], row[8]) for row in rows], next_at
+
+
+def _envelope(row: Sequence[Any]) -> Envelope:
+    """An envelope from the leading ``_COLUMNS`` of a row."""
+    return Envelope(id=row[1], queue=row[2], body=bytes(row[3]), content_type=row[4],
+                    priority=row[5], eta=row[6])
+
+
+_ACK = "DELETE FROM messages WHERE id = ? AND token = ? RETURNING seq"
+_RETRY = """
+UPDATE messages SET body = coalesce(?, body), eta = ?, state = ?, token = NULL,
+    lease_until = NULL, seq = (SELECT max(seq) FROM messages) + 1
+WHERE id = ? AND token = ? RETURNING seq
+"""
+_DEAD = """
+UPDATE messages SET state = 3, reason = ?, failed_at = ?, token = NULL, lease_until = NULL
+WHERE id = ? AND token = ? RETURNING seq
+"""
+_RELEASE = """
+UPDATE messages SET state = 0, token = NULL, lease_until = NULL
+WHERE id = ? AND token = ? RETURNING seq
+"""
+
+
+def ack_row(conn: sqlite3.Connection, claim: Claim) -> bool:
+    """Delete the row if ``claim`` still holds it; False if its token no longer matches."""
+    return _fenced(conn, _ACK, (), claim)
+
+
+def retry_row(conn: sqlite3.Connection, claim: Claim, delay: float, body: bytes | None) -> bool:
+    """In one statement: new body, hidden until ``now + delay``, lease cleared, back of FIFO."""
+    eta = time.time() + delay
+    state = DELAYED if delay > 0 else READY
+    blob = None if body is None else bytes(body)
+    return _fenced(conn, _RETRY, (blob, eta, state), claim)
+
+
+def dead_row(conn: sqlite3.Connection, claim: Claim, reason: str) -> bool:
+    """Mark the row dead with ``reason``; dead rows are never claimed."""
+    return _fenced(conn, _DEAD, (reason, time.time()), claim)
+
+
+def release_row(conn: sqlite3.Connection, claim: Claim) -> bool:
+    """Clear the lease so the row is due at once, keeping its place in the queue."""
+    return _fenced(conn, _RELEASE, (), claim)
+
+
+def release_rows(conn: sqlite3.Connection, claims: Sequence[Claim]) -> None:
+    """Give back claims nobody will see (their claimer was cancelled)."""
+    with immediate(conn):
+        conn.executemany(_RELEASE.replace("RETURNING seq", ""),
+                         [(c.envelope.id, c.token) for c in claims])
+
+
+def _fenced(conn: sqlite3.Connection, sql: str, head: tuple[object, ...], claim: Claim) -> bool:
+    """Run a settle statement that matches only while ``claim.token`` is the row's token."""
+    params = (*head, claim.envelope.id, claim.token)
+    return conn.execute(sql, params).fetchone() is not None
+
+
+def renew_rows(conn: sqlite3.Connection, claims: Sequence[Claim], lease: float) -> set[str]:
+    """Extend the leases of ``claims`` in one statement; the tokens no longer held come back."""
+    if not claims:
+        return set()
+    renewed = conn.execute(
+        "UPDATE messages SET state = 2, lease_until = ?"
+        " WHERE id IN (SELECT value FROM json_each(?))"
+        " AND token IN (SELECT value FROM json_each(?)) RETURNING token",
+        (time.time() + lease, json.dumps([c.envelope.id for c in claims]),
+         json.dumps([c.token for c in claims])),
+    ).fetchall()
+    return {c.token for c in claims} - {row[0] for row in renewed}
+
+
+_STATS = """
+SELECT
+    (SELECT count(*) FROM messages WHERE state = 0 AND queue = :q)
+  + (SELECT count(*) FROM messages WHERE state = 1 AND queue = :q AND eta <= :now)
+  + (SELECT count(*) FROM messages WHERE state = 2 AND queue = :q AND lease_until <= :now),
+    (SELECT count(*) FROM messages WHERE state = 2 AND queue = :q AND lease_until > :now),
+    (SELECT count(*) FROM messages WHERE state = 1 AND queue = :q AND eta > :now),
+    (SELECT count(*) FROM messages WHERE state = 3 AND queue = :q)
+"""
+
+
+def queue_stats(conn: sqlite3.Connection, queue: str) -> QueueStats:
+    """Counts as of now: an expired lease counts as ready, a passed ETA as ready."""
+    ready, held, delayed, dead = conn.execute(_STATS, {"q": queue, "now": time.time()}).fetchone()
+    return QueueStats(queue, ready, held, delayed, dead)
+
+
+def queue_names(conn: sqlite3.Connection) -> list[str]:
+    """Every queue with a row in any state (each state's index is read, not the table)."""
+    arms = " UNION ".join(f"SELECT queue FROM messages WHERE state = {s}"
+                          for s in (READY, DELAYED, HELD, DEAD))
+    return [row[0] for row in conn.execute(f"{arms} ORDER BY 1")]
+
+
+def purge_rows(conn: sqlite3.Connection, queue: str) -> int:
+    """Delete what :func:`queue_stats` counts as ready or delayed."""
+    cursor = conn.execute(
+        "DELETE FROM messages WHERE queue = ? AND"
+        " (state IN (0, 1) OR (state = 2 AND lease_until <= ?))", (queue, time.time()))
+    return cursor.rowcount
+
+
+def _dead_filter(queue: str | None, ids: Sequence[str] | None = None) -> tuple[str, list[object]]:
+    where = "state = 3"
+    params: list[object] = []
+    if queue is not None:
+        where += " AND queue = ?"
+        params.append(queue)
+    if ids is not None:
+        where += " AND id IN (SELECT value FROM json_each(?))"
+        params.append(json.dumps(list(ids)))
+    return where, params
+
+
+def dead_rows(conn: sqlite3.Connection, queue: str | None, limit: int) -> list[DeadLetter]:
+    """Dead letters, oldest failure first."""
+    where, params = _dead_filter(queue)
+    rows = conn.execute(
+        f"SELECT {_COLUMNS}, reason, failed_at FROM messages WHERE {where}"
+        " ORDER BY failed_at, seq LIMIT ?", (*params, limit)).fetchall()
+    return [DeadLetter(_envelope(row), row[7] or "", row[8]) for row in rows]
+
+
+def replay_rows(conn: sqlite3.Connection, ids: Sequence[str] | None, queue: str | None) -> int:
+    """Make the chosen dead rows ready again at the back of their queues, attempt kept."""
+    where, params = _dead_filter(queue, ids)
+    with immediate(conn):
+        chosen = [row[0] for row in conn.execute(
+            f"SELECT seq FROM messages WHERE {where} ORDER BY failed_at, seq", params)]
+        top = conn.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0]
+        conn.executemany(
+            "UPDATE messages SET seq = ?, state = 0, eta = NULL, reason = NULL, failed_at = NULL"
+            " WHERE seq = ?", [(top + i, seq) for i, seq in enumerate(chosen, 1)])
+    return len(chosen)
+
+
+def purge_dead_rows(conn: sqlite3.Connection, queue: str | None) -> int:
+    """Delete dead letters of one queue or all."""
+    where, params = _dead_filter(queue)
+    return conn.execute(f"DELETE FROM messages WHERE {where}", params).rowcount
+
+
+_STORE = """
+INSERT INTO results (task_id, data, state, attempt, final, expires_at) VALUES (?, ?, ?, ?, ?, ?)
+ON CONFLICT (task_id) DO UPDATE SET
+    data = excluded.data, state = excluded.state, attempt = excluded.attempt,
+    final = excluded.final, expires_at = excluded.expires_at
+WHERE results.expires_at <= ? OR (NOT results.final AND results.attempt <= excluded.attempt)
+RETURNING 1
+"""
+
+
+def store_result(conn: sqlite3.Connection, task_id: str, record: StoredResult, ttl: float) -> bool:
+    """The fencing rule in one statement: an expired row counts as absent."""
+    now = time.time()
+    row = conn.execute(_STORE, (task_id, bytes(record.data), record.state, record.attempt,
+                                int(record.final), now + ttl, now)).fetchone()
+    return row is not None
+
+
+def load_results(conn: sqlite3.Connection, task_ids: Sequence[str]) -> list[StoredResult | None]:
+    """Unexpired records of ``task_ids``, in order, in one query."""
+    found: list[StoredResult | None] = [None] * len(task_ids)
+    if not task_ids:
+        return found
+    rows = conn.execute(
+        "SELECT j.key, r.data, r.state, r.attempt, r.final FROM json_each(?) AS j"
+        " JOIN results AS r ON r.task_id = j.value WHERE r.expires_at > ?",
+        (json.dumps(list(task_ids)), time.time()))
+    for index, data, state, attempt, final in rows:
+        found[index] = StoredResult(bytes(data), state, attempt, bool(final))
+    return found
+
+
+def forget_result(conn: sqlite3.Connection, task_id: str) -> None:
+    """Delete one record."""
+    conn.execute("DELETE FROM results WHERE task_id = ?", (task_id,))
+
+
+def add_member(conn: sqlite3.Connection, key: str, member: str, ttl: float) -> int:
+    """Add once and count, in one transaction so exactly one adder sees the full count."""
+    now = time.time()
+    with immediate(conn):
+        conn.execute(
+            "INSERT INTO members (key, member, expires_at) VALUES (?, ?, ?)"
+            " ON CONFLICT (key, member) DO UPDATE SET expires_at = excluded.expires_at",
+            (key, member, now + ttl))
+        count: int = conn.execute(
+            "SELECT count(*) FROM members WHERE key = ? AND expires_at > ?", (key, now)
+        ).fetchone()[0]
+    return count
+
+
+def sweep_expired(conn: sqlite3.Connection) -> None:
+    """Delete a batch of expired results and members (they are already invisible)."""
+    now = time.time()
+    conn.execute("DELETE FROM results WHERE rowid IN (SELECT rowid FROM results"
+                 " WHERE expires_at <= ? LIMIT ?)", (now, _CLEANUP_BATCH))
+    conn.execute("DELETE FROM members WHERE rowid IN (SELECT rowid FROM members"
+                 " WHERE expires_at <= ? LIMIT ?)", (now, _CLEANUP_BATCH))
+
+
+# -- errors -----------------------------------------------------------------------------------
+
+#: Primary result codes that mean "cannot use the file now", as opposed to a bad request.
+_UNAVAILABLE = {
+    5,   # SQLITE_BUSY: another process held the write lock past busy_timeout
+    6,   # SQLITE_LOCKED
+    8,   # SQLITE_READONLY
+    10,  # SQLITE_IOERR
+    13,  # SQLITE_FULL
+    14,  # SQLITE_CANTOPEN
+    15,  # SQLITE_PROTOCOL
+}
+
+
+def convert_error(exc: sqlite3.Error, path: str) -> BrokerError:
+    """The Conveyor error for a driver error on the database at ``path``."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    unavailable = code is not None and code & 0xFF in _UNAVAILABLE
+    kind = BrokerUnavailable if unavailable else BrokerError
+    return kind(f"SQLite store {path}: {exc}")
+
+
+# -- the store --------------------------------------------------------------------------------
+
+
+class SQLiteStore(PullBroker, ResultBackend):
+    """Broker and result backend in one SQLite file; see the module docstring."""
+
+    def __init__(self, url: str, settings: Settings) -> None:
+        self.url = url
+        self.path = settings.path
+        self._pid = os.getpid()
+        self._closed = False
+        self._doorbell: Doorbell | None = None
+        self._conns = Connections(settings)
+        self._executor = ThreadPoolExecutor(1, thread_name_prefix="conveyor-sqlite")
+        self._bells: dict[tuple[asyncio.AbstractEventLoop, str], AsyncBell] = {}
+        self._bells_lock = threading.Lock()
+        self._settled: collections.OrderedDict[str, None] = collections.OrderedDict()
+        self._last_sweep = 0.0
+        try:
+            os.makedirs(os.path.dirname(self.path), exist_ok=True)
+            self._call(init_schema, self.path)
+        except OSError as exc:
+            self.close()
+            raise BrokerUnavailable(f"SQLite store {self.path}: {exc}") from exc
+        except BaseException:
+            self.close()
+            raise
+        self._doorbell = self._open_doorbell(settings)
+
+    def _open_doorbell(self, settings: Settings) -> Doorbell | None:
+        if not settings.doorbell:
+            return None
+        try:
+            return Doorbell(f"{self.path}.bell")
+        except OSError:
+            return None  # waiters poll instead
+
+    def __repr__(self) -> str:
+        return f"SQLiteStore({self.url!r})"
+
+    # -- running SQL ------------------------------------------------------------------------
+    def _call(
+        self, op: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``op`` with this thread's connection, converting driver errors."""
+        self._check_usable()
+        try:
+            return op(self._conns.get(), *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise convert_error(exc, self.path) from exc
+
+    async def _acall(
+        self, op: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``op`` in the store's worker thread so the event loop never waits on the disk."""
+        self._check_usable()
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, lambda: self._call(op, *args, **kwargs))
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise BrokerError(f"SQLite store {self.path} is closed")
+        if os.getpid() != self._pid:
+            raise BrokerError(
+                f"SQLite store {self.path} was opened in process {self._pid}; call open_store"
+                " again in this process"
+            )
+
+    # -- doorbell ---------------------------------------------------------------------------
+    def _ring(self, channel: str) -> None:
+        if self._doorbell is not None:
+            self._doorbell.ring(channel)
+
+    def _async_bell(self, channel: str) -> AsyncBell | None:
+        """This loop's listener on ``channel``, bound on first use and kept until close."""
+        if self._doorbell is None or self._closed:
+            return None
+        loop = asyncio.get_running_loop()
+        with self._bells_lock:
+            bell = self._bells.get((loop, channel))
+            if bell is None:
+                self._forget_closed_loops()
+                try:
+                    bell = AsyncBell(self._doorbell, channel, loop)
+                except OSError:
+                    return None
+                self._bells[(loop, channel)] = bell
+        return bell
+
+    def _forget_closed_loops(self) -> None:
+        for key, bell in list(self._bells.items()):
+            if key[0].is_closed():
+                bell.close()
+                del self._bells[key]
+
+    def _listener(self, channel: str) -> Listener | None:
+        if self._doorbell is None:
+            return None
+        try:
+            return self._doorbell.listen(channel)
+        except OSError:
+            return None
+
+    # -- producer ---------------------------------------------------------------------------
+    def _publish(self, conn: sqlite3.Connection, envelopes: Sequence[Envelope]) -> None:
+        if envelopes:
+            publish_rows(conn, envelopes)
+            self._ring(CONSUMERS)
+
+    def publish(self, envelopes: Sequence[Envelope]) -> None:
+        self._call(self._publish, envelopes)
+
+    async def apublish(self, envelopes: Sequence[Envelope]) -> None:
+        await self._acall(self._publish, envelopes)
+
+    # -- consumer primitives ----------------------------------------------------------------
+    async def _claim(
+        self, queues: Sequence[str], limit: int, lease: float
+    ) -> tuple[list[Claim], float | None]:
+        bell = self._async_bell(CONSUMERS)
+        # Read before the query: a ring after this point makes the next _wait return at once.
+        seen = bell.generation if bell is not None else 0
+        job = asyncio.ensure_future(self._acall(claim_rows, queues, limit, lease))
+        try:
+            claims, next_at = await asyncio.shield(job)
+        except asyncio.CancelledError:
+            # The claim may still commit; nobody would see those claims, so give them back.
+            job.add_done_callback(self._give_back)
+            raise
+        if not claims and bell is not None:
+            bell.mark(tuple(queues), seen)
+        return claims, next_at
+
+    def _give_back(self, job: asyncio.Future[tuple[list[Claim], float | None]]) -> None:
+        if job.cancelled() or job.exception() is not None or self._closed:
+            return
+        claims = job.result()[0]
+        if claims:
+            with contextlib.suppress(RuntimeError):  # the store closed meanwhile
+                self._executor.submit(self._call, self._release_orphans, claims)
+
+    def _release_orphans(self, conn: sqlite3.Connection, claims: Sequence[Claim]) -> None:
+        release_rows(conn, claims)
+        self._ring(CONSUMERS)
+
+    async def _wait(self, queues: Sequence[str], timeout: float) -> None:
+        bell = self._async_bell(CONSUMERS)
+        if bell is None:
+            await asyncio.sleep(min(timeout, _FALLBACK_POLL))
+            return
+        await bell.wait(bell.take_mark(tuple(queues)), timeout)
+
+    def _settle(
+        self, conn: sqlite3.Connection, op: Callable[..., bool], claim: Claim, *args: Any,
+        ring: bool = False,
+    ) -> None:
+        """Run a fenced settle. LeaseLost unless it matched or this store settled it already."""
+        if op(conn, claim, *args):
+            self._remember(claim.token)
+            if ring:
+                self._ring(CONSUMERS)
+        elif claim.token not in self._settled:
+            raise LeaseLost(
+                f"lease of message {claim.envelope.id} passed to another consumer ({self.path})"
+            )
+
+    def _remember(self, token: str) -> None:
+        # Only the worker thread settles, so this needs no lock.
+        self._settled[token] = None
+        while len(self._settled) > _REMEMBERED_TOKENS:
+            self._settled.popitem(last=False)
+
+    async def _settle_ack(self, claim: Claim) -> None:
+        await self._acall(self._settle, ack_row, claim)
+
+    async def _settle_retry(self, claim: Claim, delay: float, body: bytes | None) -> None:
+        await self._acall(self._settle, retry_row, claim, delay, body, ring=True)
+
+    async def _settle_dead(self, claim: Claim, reason: str) -> None:
+        await self._acall(self._settle, dead_row, claim, reason)
+
+    async def _settle_release(self, claim: Claim) -> None:
+        await self._acall(self._settle, release_row, claim, ring=True)
+
+    async def _renew(self, claims: Sequence[Claim], lease: float) -> set[str]:
+        return await self._acall(renew_rows, list(claims), lease)
+
+    # -- admin ------------------------------------------------------------------------------
+    def stats(self, queue: str) -> QueueStats:
+        return self._call(queue_stats, queue)
+
+    def queues(self) -> list[str]:
+        return self._call(queue_names)
+
+    def purge(self, queue: str) -> int:
+        return self._call(purge_rows, queue)
+
+    def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        return self._call(dead_rows, queue, limit)
+
+    def replay_dead(self, ids: Sequence[str] | None = None, queue: str | None = None) -> int:
+        count = self._call(replay_rows, ids, queue)
+        if count:
+            self._ring(CONSUMERS)
+        return count
+
+    def purge_dead(self, queue: str | None = None) -> int:
+        return self._call(purge_dead_rows, queue)
+
+    # -- results ----------------------------------------------------------------------------
+    def _store(
+        self, conn: sqlite3.Connection, task_id: str, record: StoredResult, ttl: float
+    ) -> bool:
+        written = store_result(conn, task_id, record, ttl)
+        if written and record.final:
+            self._ring(RESULTS)
+        if time.monotonic() - self._last_sweep > _CLEANUP_EVERY:
+            self._last_sweep = time.monotonic()
+            sweep_expired(conn)
+        return written
+
+    def store(self, task_id: str, record: StoredResult, ttl: float) -> bool:
+        return self._call(self._store, task_id, record, ttl)
+
+    async def astore(self, task_id: str, record: StoredResult, ttl: float) -> bool:
+        return await self._acall(self._store, task_id, record, ttl)
+
+    def get_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
+        return self._call(load_results, task_ids)
+
+    async def aget_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
+        return await self._acall(load_results, list(task_ids))
+
+    def wait(self, task_id: str, timeout: float | None) -> StoredResult | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        # Bound before the first read, so a final result stored after that read still rings it.
+        listener = self._listener(RESULTS)
+        try:
+            while True:
+                record = self.get(task_id)
+                pause = _pause(deadline, _RESULT_RECHECK)
+                if (record is not None and record.final) or pause <= 0:
+                    return record
+                if listener is not None:
+                    listener.wait(pause)
+                else:
+                    time.sleep(min(pause, _FALLBACK_POLL))
+        finally:
+            if listener is not None:
+                listener.close()
+
+    async def await_final(self, task_id: str, timeout: float | None) -> StoredResult | None:
+        deadline = None if timeout is None else time.monotonic() + timeout
+        bell = self._async_bell(RESULTS)
+        while True:
+            seen = bell.generation if bell is not None else 0
+            record = await self.aget(task_id)
+            pause = _pause(deadline, _RESULT_RECHECK)
+            if (record is not None and record.final) or pause <= 0:
+                return record
+            if bell is not None:
+                await bell.wait(seen, pause)
+            else:
+                await asyncio.sleep(min(pause, _FALLBACK_POLL))
+
+    def forget(self, task_id: str) -> None:
+        self._call(forget_result, task_id)
+
+    async def count_member(self, key: str, member: str, ttl: float) -> int:
+        return await self._acall(add_member, key, member, ttl)
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close connections, the worker thread and this process's doorbell sockets."""
+        if self._closed:
+            return
+        self._closed = True
+        if os.getpid() != self._pid:
+            return  # a forked child must not touch its parent's sockets or connections
+        with self._bells_lock:
+            bells, self._bells = list(self._bells.values()), {}
+        for bell in bells:
+            bell.close_threadsafe()
+        self._executor.shutdown(wait=True)
+        self._conns.close_all()
+        if self._doorbell is not None:
+            self._doorbell.close()
+
+    async def aclose(self) -> None:
+        """Close without blocking the loop on the worker thread's last statement."""
+        if self._closed:
+            return
+        loop = asyncio.get_running_loop()
+        with self._bells_lock:
+            mine = [key for key in self._bells if key[0] is loop]
+            for key in mine:
+                self._bells.pop(key).close()
+        await asyncio.to_thread(self.close)
+
+
+def _pause(deadline: float | None, cap: float) -> float:
+    """Seconds to sleep before looking again: up to ``cap``, never past ``deadline``."""
+    if deadline is None:
+        return cap
+    return min(cap, deadline - time.monotonic())
