@@ -16,6 +16,7 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -45,6 +46,19 @@ def run_in_process(app: Conveyor, queues: Sequence[str], concurrency: int, *,
             await app.aclose()
 
     asyncio.run(main())
+    _exit_past_stuck_threads()
+
+
+def _exit_past_stuck_threads() -> None:
+    """Leave even if a sync task's thread is still running (stopped fast, or past its time
+    limit): its message was already given back or settled, and a thread cannot be killed."""
+    if any(t.is_alive() and not t.daemon for t in threading.enumerate()
+           if t is not threading.main_thread()):
+        log.warning("leaving %d task thread(s) behind", threading.active_count() - 1)
+        logging.shutdown()
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(0)
 
 
 async def _watch_parent(worker: Worker, parent: int) -> None:

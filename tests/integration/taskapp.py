@@ -1,0 +1,76 @@
+"""Tasks the integration tests run in real worker processes.
+
+The broker URL comes from CONVEYOR_BROKER_URL; tasks that must leave a trace for the test append
+a line to a file in CONVEYOR_TEST_DIR (runs are counted there, across processes).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from conveyor import Conveyor, Task
+
+app = Conveyor("itest", lease=float(os.environ.get("CONVEYOR_TEST_LEASE", "30")))
+
+
+def _trace(name: str, line: str) -> None:
+    with open(Path(os.environ["CONVEYOR_TEST_DIR"]) / name, "a") as fh:
+        fh.write(line + "\n")
+
+
+@app.task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task
+async def async_mul(x: int, y: int) -> int:
+    await asyncio.sleep(0.01)
+    return x * y
+
+
+@app.task
+def started_at(tag: str) -> float:
+    _trace("started", tag)
+    return time.time()
+
+
+@app.task(bind=True, retries=3, retry_backoff=0.2, retry_jitter=False)
+def flaky(self: Task[Any, Any], failures: int) -> dict[str, int]:
+    if self.request.retries < failures:
+        raise ConnectionError(f"failure {self.request.retries + 1}")
+    return {"retries": self.request.retries, "attempt": self.request.attempt}
+
+
+@app.task(bind=True)
+def explicit_retry(self: Task[Any, Any]) -> int:
+    if self.request.retries < 1:
+        self.retry(countdown=0.2)
+    return self.request.retries
+
+
+@app.task
+def always_fails() -> None:
+    raise ValueError("this task always fails")
+
+
+@app.task(bind=True)
+def slow(self: Task[Any, Any], seconds: float, tag: str) -> str:
+    _trace("runs", f"{tag} {os.getpid()} {self.request.attempt}")
+    time.sleep(seconds)
+    _trace("done", tag)
+    return tag
+
+
+@app.task(time_limit=0.5)
+def overrun() -> None:
+    time.sleep(30)
+
+
+@app.task(time_limit=0.5)
+async def async_overrun() -> None:
+    await asyncio.sleep(30)
