@@ -1,0 +1,1005 @@
+"""The Redis store: a pull broker and a result backend on one Redis server (redis-py, hiredis).
+
+URLs::
+
+    redis://[[user]:password@]host[:port][/db][?prefix=NAME&socket_timeout=S...]
+    rediss://...                                   TLS (redis-py's ssl_* query options apply)
+    redis+sentinel://[[user]:password@]host:port,host:port/SERVICE[/db][?sentinel_password=...]
+
+``prefix`` (default ``conveyor``) namespaces every key, so several applications or test runs can
+share one server. Passwords never appear in :attr:`RedisStore.url`, reprs or error messages.
+
+Layout and atomicity (see :mod:`conveyor.brokers.redis_scripts` for the keys): every operation
+that changes a queue is one Lua script over that queue's keys, which share the hash tag
+``{prefix:queue}``. A script touches one hash slot only, so the layout also fits Redis Cluster;
+a consumer of several queues claims in two steps (peek at every queue, then claim from the chosen
+ones) because no script may span queues. A claim moves ids from the ready set to the leased set
+in the same script that returns their bodies, so a consumer dying right after the claim leaves
+them leased, and they return to the queue when the lease expires.
+
+Priorities 0-9 are real: the ready set is scored by priority band, then by a per-queue sequence.
+Delayed messages (ETA, retry backoff) wait in a sorted set and move to ready inside the claim
+script once due, judged by the server's clock.
+
+Wake-ups: publishing (and every release or retry) ``PUBLISH``-es on the queue's channel; an idle
+consumer waits on one shared pub/sub connection per event loop instead of polling. Results are
+announced the same way, and a waiter subscribes before it reads, so an arrival cannot slip between.
+
+Eviction: :func:`open_store` refuses a server whose ``maxmemory-policy`` may evict keys without a
+TTL (``allkeys-*``): that would silently drop queued messages. ``noeviction`` and ``volatile-*``
+are accepted (only results and chord counters carry a TTL). If ``CONFIG GET`` is not permitted
+the check is skipped with a warning.
+
+Failures: redis-py's connection and timeout errors become :class:`BrokerUnavailable` at this
+module's boundary. Producers see them at once (redis-py's own retries are disabled: re-sending a
+script whose reply was lost could claim twice). Consumers ride out an outage: a failed claim
+reports "nothing yet, look again after a capped exponential backoff" to the consumer loop, a
+failed wait sleeps, a failed renewal is logged and tried again at the next renewal, and the
+pub/sub connection reconnects by itself.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import contextlib
+import logging
+import math
+import secrets
+import threading
+import time
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+
+import redis
+import redis.asyncio
+import redis.asyncio.sentinel
+import redis.sentinel
+from redis.backoff import NoBackoff
+from redis.exceptions import NoScriptError, ReadOnlyError, RedisError, ResponseError
+from redis.retry import Retry
+
+from ..errors import BrokerError, BrokerUnavailable, ConfigurationError, LeaseLost
+from . import redis_scripts as lua
+from .base import (
+    Claim,
+    DeadLetter,
+    Envelope,
+    PullBroker,
+    QueueStats,
+    ResultBackend,
+    StoredResult,
+)
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+#: Policies under which Redis never evicts a key without a TTL (queue keys have none).
+SAFE_EVICTION_POLICIES = frozenset({
+    "noeviction", "volatile-lru", "volatile-lfu", "volatile-random", "volatile-ttl",
+})
+
+_DEFAULT_PREFIX = "conveyor"
+_CLIENT_DEFAULTS: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_timeout": 10.0}
+_PUBLISH_CHUNK = 5000  # messages per publish script call: bounds how long one script blocks Redis
+_ACK_BATCH = 500
+_BACKOFF_BASE, _BACKOFF_CAP = 0.05, 2.0
+_CONFIRM_TIMEOUT = 5.0  # how long to wait for Redis to confirm a SUBSCRIBE
+_READ_SLICE = 5.0  # pub/sub reads wake this often even when idle, to notice a dead connection
+
+
+def open_store(url: str, **options: Any) -> RedisStore:
+    """Open the store for a ``redis://``, ``rediss://`` or ``redis+sentinel://`` URL.
+
+    ``prefix`` may also be given as an option; other options go to the redis-py client (e.g.
+    ``max_connections``). Raises ConfigurationError for a bad URL or an evicting server and
+    BrokerUnavailable when the server cannot be reached.
+    """
+    store = RedisStore(_parse_target(url, dict(options)))
+    try:
+        store.check_eviction_policy()
+    except BaseException:
+        store.close()
+        raise
+    return store
+
+
+# -- URLs -------------------------------------------------------------------------------------
+
+#: redis-py's annotations are partial (many calls are untyped), so its clients, pipelines and
+#: pub/subs are handled as ``Any`` behind the few functions of this module that do I/O.
+_Client = Any
+
+
+@dataclass(frozen=True)
+class _Target:
+    """Where and how to connect: the masked URL, the key prefix and the two client factories."""
+
+    url: str
+    prefix: str
+    secret: str | None
+    make_sync: Callable[[], _Client]
+    make_async: Callable[[], _Client]
+
+
+def mask(url: str) -> str:
+    """``url`` with its password (in the user part or a ``*password`` query option) as ``***``.
+
+    Unlike :func:`conveyor.urls.mask_url` this copes with sentinel URLs listing several hosts.
+    """
+    parts = urlsplit(url)
+    userinfo, at, hosts = parts.netloc.rpartition("@")
+    netloc = parts.netloc
+    if at and ":" in userinfo:
+        netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
+    query = [(k, "***" if "password" in k.lower() else v)
+             for k, v in parse_qsl(parts.query, keep_blank_values=True)]
+    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="*")))
+
+
+def _parse_target(url: str, options: dict[str, Any]) -> _Target:
+    parts = urlsplit(url)
+    query = dict(parse_qsl(parts.query, keep_blank_values=True))
+    prefix = str(options.pop("prefix", None) or query.pop("prefix", None) or _DEFAULT_PREFIX)
+    if "{" in prefix or "}" in prefix:
+        raise ConfigurationError(f"prefix {prefix!r} must not contain braces (hash tags)")
+    kwargs = {**_CLIENT_DEFAULTS, **options, "retry": Retry(NoBackoff(), 0)}
+    secret = unquote(parts.password) if parts.password else None
+    if parts.scheme.lower() == "redis+sentinel":
+        secret = secret or query.get("sentinel_password")
+        return _sentinel_target(url, parts.netloc, parts.path, query, prefix, secret, kwargs)
+    client_url = urlunsplit(parts._replace(query=urlencode(query)))
+
+    def make_sync() -> _Client:
+        return redis.Redis.from_url(client_url, **kwargs)
+
+    def make_async() -> _Client:
+        return redis.asyncio.Redis.from_url(client_url, **kwargs)
+
+    return _Target(mask(url), prefix, secret, make_sync, make_async)
+
+
+def _sentinel_target(url: str, netloc: str, path: str, query: dict[str, str], prefix: str,
+                     secret: str | None, kwargs: dict[str, Any]) -> _Target:
+    """``redis+sentinel://[user:pw@]h1:p1,h2:p2/service[/db]``: the master of ``service``."""
+    userinfo, _, hosts = netloc.rpartition("@")
+    user, _, password = userinfo.partition(":")
+    segments = [s for s in path.split("/") if s]
+    if not segments or not hosts:
+        raise ConfigurationError(f"{mask(url)!r}: expected redis+sentinel://host:port,.../service")
+    sentinels = [_host_port(h, 26379) for h in hosts.split(",")]
+    service = unquote(segments[0])
+    options = dict(kwargs, db=int(segments[1]) if len(segments) > 1 else 0)
+    for name in ("socket_timeout", "socket_connect_timeout"):
+        if name in query:
+            options[name] = float(query.pop(name))
+    sentinel_password = query.pop("sentinel_password", None)
+    unknown = set(query)
+    if unknown:
+        raise ConfigurationError(f"{mask(url)!r}: unknown options {sorted(unknown)}")
+    if user:
+        options["username"] = unquote(user)
+    if password:
+        options["password"] = unquote(password)
+    # Sentinels get the same socket timeouts; only the password differs from the master's.
+    side_kwargs = {k: v for k, v in options.items() if k.startswith("socket_")}
+    if sentinel_password:
+        side_kwargs["password"] = sentinel_password
+
+    def make(module: Any) -> _Client:
+        return module.Sentinel(sentinels, sentinel_kwargs=side_kwargs, **options).master_for(
+            service)
+
+    return _Target(mask(url), prefix, secret, lambda: make(redis.sentinel),
+                   lambda: make(redis.asyncio.sentinel))
+
+
+def _host_port(text: str, default: int) -> tuple[str, int]:
+    """``host[:port]`` or ``[ipv6][:port]``."""
+    text = text.strip()
+    if text.startswith("["):
+        host, _, rest = text[1:].partition("]")
+        port = rest.removeprefix(":")
+    else:
+        host, _, port = text.partition(":")
+    return host, int(port) if port else default
+
+
+# -- plans: what to send and how to read the replies, independent of sync or async I/O ---------
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """One command; for EVALSHA, ``script`` lets a NOSCRIPT reply be answered with EVAL."""
+
+    args: tuple[Any, ...]
+    script: lua.Script | None = None
+
+    def as_eval(self) -> tuple[Any, ...]:
+        assert self.script is not None
+        return ("EVAL", self.script.source, *self.args[2:])
+
+
+@dataclass(frozen=True, slots=True)
+class _Op(Generic[T]):
+    """Commands sent in one round trip (a pipeline) and the function that reads their replies."""
+
+    calls: list[_Call]
+    parse: Callable[[list[Any]], T]
+
+
+def _script(script: lua.Script, keys: Sequence[str], args: Iterable[Any]) -> _Call:
+    return _Call(("EVALSHA", script.sha, len(keys), *keys, *args), script)
+
+
+def _missing_scripts(replies: list[Any]) -> list[int]:
+    """Indexes of the calls the server answered with NOSCRIPT (they did not run)."""
+    return [i for i, reply in enumerate(replies) if isinstance(reply, NoScriptError)]
+
+
+def _raise_errors(replies: list[Any]) -> list[Any]:
+    for reply in replies:
+        if isinstance(reply, Exception):
+            raise reply
+    return replies
+
+
+def _time(raw: bytes | str) -> float | None:
+    return float(raw) if raw else None
+
+
+def _lost(claim: Claim) -> LeaseLost:
+    return LeaseLost(f"lease of message {claim.envelope.id} passed to another consumer")
+
+
+def _check_status(claim: Claim, status: int) -> None:
+    if status < 0:
+        raise _lost(claim)
+
+
+def _envelope(queue: str, msg_id: bytes, body: bytes, meta: bytes) -> Envelope:
+    score, eta, content_type = meta.split(b"|", 2)
+    return Envelope(
+        id=msg_id.decode(), queue=queue, body=body, content_type=content_type.decode(),
+        priority=9 - int(score) // lua.BAND, eta=_time(eta),
+    )
+
+
+#: One queue's claims, each with its ready score, and that queue's next due time.
+_Batch = tuple[list[tuple[float, Claim]], float | None]
+
+
+def _parse_claims(queue: str, reply: list[Any]) -> _Batch:
+    due, flat = reply
+    claims = []
+    for i in range(0, len(flat), 6):
+        msg_id, body, meta, attempt, token, score = flat[i:i + 6]
+        claim = Claim(_envelope(queue, msg_id, body, meta), int(attempt), token.decode())
+        claims.append((float(score), claim))
+    return claims, _time(due)
+
+
+def _earliest(times: Iterable[float | None]) -> float | None:
+    return min((t for t in times if t is not None), default=None)
+
+
+def _pick(queues: Sequence[str], peeks: list[list[Any]], limit: int) -> dict[str, int]:
+    """How many to claim from each queue: the best ``limit`` by priority, then queue order."""
+    ranked = sorted(
+        (int(float(score)) // lua.BAND, index, float(score))
+        for index, (_, flat) in enumerate(peeks) for score in flat[1::2]
+    )
+    return dict(collections.Counter(queues[index] for _, index, _ in ranked[:limit]))
+
+
+def _encode_result(record: StoredResult) -> bytes:
+    if "|" in record.state:
+        raise ValueError(f"result state {record.state!r} must not contain '|'")
+    header = f"{int(record.final)}|{record.attempt}|{record.state}|".encode()
+    return header + record.data
+
+
+def _decode_result(raw: bytes | None) -> StoredResult | None:
+    if raw is None:
+        return None
+    final, attempt, state, data = raw.split(b"|", 3)
+    return StoredResult(data=data, state=state.decode(), attempt=int(attempt), final=final == b"1")
+
+
+def _ttl_ms(ttl: float) -> int:
+    return max(1, math.ceil(ttl * 1000))
+
+
+def _grouped(claims: Sequence[Claim]) -> dict[str, list[Claim]]:
+    groups: dict[str, list[Claim]] = {}
+    for claim in claims:
+        groups.setdefault(claim.envelope.queue, []).append(claim)
+    return groups
+
+
+def _pairs(claims: Sequence[Claim]) -> list[str]:
+    return [v for c in claims for v in (c.envelope.id, c.token)]
+
+
+class _Plans:
+    """Builds every operation as an :class:`_Op`: the key layout and protocol in one place."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix
+
+    def _queue(self, script: lua.Script, queue: str, args: Iterable[Any]) -> _Call:
+        return _script(script, lua.queue_keys(self.prefix, queue), args)
+
+    def wake(self, queue: str) -> str:
+        return lua.wake_channel(self.prefix, queue)
+
+    def publish(self, envelopes: Sequence[Envelope]) -> _Op[None]:
+        by_queue: dict[str, list[Any]] = {}
+        for env in envelopes:
+            if not 0 <= env.priority <= 9:
+                raise ValueError(f"priority must be 0..9, got {env.priority} (message {env.id})")
+            eta = "" if env.eta is None else repr(float(env.eta))
+            by_queue.setdefault(env.queue, []).append(
+                (env.id, env.body, env.priority, env.content_type, eta))
+        calls = [
+            self._queue(lua.PUBLISH, queue, [self.wake(queue), *(v for m in chunk for v in m)])
+            for queue, rows in by_queue.items()
+            for chunk in (rows[i:i + _PUBLISH_CHUNK] for i in range(0, len(rows), _PUBLISH_CHUNK))
+        ]
+        if by_queue:
+            calls.append(_Call(("SADD", lua.registry_key(self.prefix), *by_queue)))
+        return _Op(calls, lambda _: None)
+
+    def claim(self, wanted: dict[str, int], lease: float) -> _Op[list[_Batch]]:
+        """Claim ``wanted[queue]`` messages from each queue, each call with a fresh token."""
+        queues = list(wanted)
+        calls = [
+            self._queue(lua.CLAIM, q, [min(n, lua.MAX_CLAIM), repr(lease),
+                                       secrets.token_hex(8) + "."])
+            for q, n in wanted.items()
+        ]
+
+        def parse(replies: list[Any]) -> list[_Batch]:
+            return [_parse_claims(q, r) for q, r in zip(queues, replies, strict=True)]
+
+        return _Op(calls, parse)
+
+    def peek(self, queues: Sequence[str], limit: int) -> _Op[list[list[Any]]]:
+        return _Op([self._queue(lua.PEEK, q, [limit]) for q in queues], lambda replies: replies)
+
+    def ack(self, claims: Sequence[Claim]) -> _Op[list[int]]:
+        """Fenced ack of many claims; the statuses come back in the order of ``claims``."""
+        groups = _grouped(claims)
+        calls = [self._queue(lua.ACK, q, _pairs(group)) for q, group in groups.items()]
+
+        def parse(replies: list[Any]) -> list[int]:
+            status = {(c.envelope.queue, c.token): s
+                      for group, reply in zip(groups.values(), replies, strict=True)
+                      for c, s in zip(group, reply, strict=True)}
+            return [status[(c.envelope.queue, c.token)] for c in claims]
+
+        return _Op(calls, parse)
+
+    def _settle(self, script: lua.Script, claim: Claim, *args: Any) -> _Op[None]:
+        call = self._queue(script, claim.envelope.queue, [claim.envelope.id, claim.token, *args])
+        return _Op([call], lambda replies: _check_status(claim, int(replies[0])))
+
+    def retry(self, claim: Claim, delay: float, body: bytes | None) -> _Op[None]:
+        extra = [] if body is None else [body]
+        return self._settle(lua.RETRY, claim, repr(float(delay)),
+                            self.wake(claim.envelope.queue), *extra)
+
+    def dead(self, claim: Claim, reason: str) -> _Op[None]:
+        return self._settle(lua.DEAD, claim, reason)
+
+    def release(self, claim: Claim) -> _Op[None]:
+        return self._settle(lua.RELEASE, claim, self.wake(claim.envelope.queue))
+
+    def renew(self, claims: Sequence[Claim], lease: float) -> _Op[set[str]]:
+        calls = [self._queue(lua.RENEW, q, [repr(lease), *_pairs(group)])
+                 for q, group in _grouped(claims).items()]
+        return _Op(calls, lambda replies: {t.decode() for reply in replies for t in reply})
+
+    def stats(self, queue: str) -> _Op[QueueStats]:
+        return _Op([self._queue(lua.STATS, queue, [])],
+                   lambda replies: QueueStats(queue, *(int(n) for n in replies[0])))
+
+    def registry(self) -> _Op[list[str]]:
+        return _Op([_Call(("SMEMBERS", lua.registry_key(self.prefix)))],
+                   lambda replies: sorted(q.decode() for q in replies[0]))
+
+    def holding(self, queues: Sequence[str]) -> _Op[list[str]]:
+        """The queues among ``queues`` that hold any message (ready, delayed, leased or dead)."""
+        body = lua.QUEUE_KEYS.index("body")
+        calls = [_Call(("EXISTS", lua.queue_keys(self.prefix, q)[body])) for q in queues]
+        return _Op(calls, lambda replies: [q for q, n in zip(queues, replies, strict=True) if n])
+
+    def count(self, script: lua.Script, queues: Sequence[str], *args: Any) -> _Op[int]:
+        calls = [self._queue(script, q, args) for q in queues]
+        return _Op(calls, lambda replies: sum(int(n) for n in replies))
+
+    def dead_letters(self, queues: Sequence[str], limit: int) -> _Op[list[DeadLetter]]:
+        def parse(replies: list[Any]) -> list[DeadLetter]:
+            found = [
+                DeadLetter(_envelope(q, flat[i], flat[i + 2], flat[i + 3]),
+                           (flat[i + 4] or b"").decode(), float(flat[i + 1]))
+                for q, flat in zip(queues, replies, strict=True) for i in range(0, len(flat), 5)
+            ]
+            return sorted(found, key=lambda d: d.failed_at)[:limit]
+
+        return _Op([self._queue(lua.DEAD_LETTERS, q, [limit]) for q in queues], parse)
+
+    def replay(self, queues: Sequence[str], ids: Sequence[str]) -> _Op[int]:
+        calls = [self._queue(lua.REPLAY, q, [self.wake(q), *ids]) for q in queues]
+        return _Op(calls, lambda replies: sum(int(n) for n in replies))
+
+    def store(self, task_id: str, record: StoredResult, ttl: float) -> _Op[bool]:
+        call = _script(lua.STORE_RESULT, [lua.result_key(self.prefix, task_id)], [
+            record.attempt, int(record.final), _encode_result(record), _ttl_ms(ttl),
+            lua.result_channel(self.prefix, task_id),
+        ])
+        return _Op([call], lambda replies: bool(replies[0]))
+
+    def get_many(self, task_ids: Sequence[str]) -> _Op[list[StoredResult | None]]:
+        if not task_ids:
+            return _Op([], lambda _: [])
+        keys = [lua.result_key(self.prefix, t) for t in task_ids]
+        return _Op([_Call(("MGET", *keys))],
+                   lambda replies: [_decode_result(raw) for raw in replies[0]])
+
+    def forget(self, task_id: str) -> _Op[None]:
+        return _Op([_Call(("DEL", lua.result_key(self.prefix, task_id)))], lambda _: None)
+
+    def count_member(self, key: str, member: str, ttl: float) -> _Op[int]:
+        call = _script(lua.COUNT_MEMBER, [lua.member_key(self.prefix, key)],
+                       [member, _ttl_ms(ttl)])
+        return _Op([call], lambda replies: int(replies[0]))
+
+
+# -- the store --------------------------------------------------------------------------------
+
+class _Outage:
+    """Consumer-side bookkeeping of a Redis outage: backoff, and logs that do not flood."""
+
+    def __init__(self, url: str) -> None:
+        self.url = url
+        self.failures = 0
+        self._last_log = 0.0
+
+    def failed(self, exc: BaseException) -> float:
+        """Record a failure; returns how long to wait before trying again."""
+        self.failures += 1
+        now = time.monotonic()
+        if self.failures == 1 or now - self._last_log > 30:
+            self._last_log = now
+            log.warning("%s; consumers keep retrying", exc)
+        return min(_BACKOFF_CAP, _BACKOFF_BASE * 2.0 ** (self.failures - 1))
+
+    def recovered(self) -> None:
+        if self.failures:
+            log.info("%s is reachable again after %d failed attempts", self.url, self.failures)
+            self.failures = 0
+
+
+class RedisStore(PullBroker, ResultBackend):
+    """Broker and result backend on Redis. Thread-safe for the sync methods; the async methods
+    use one client per event loop (redis.asyncio objects belong to the loop that made them)."""
+
+    def __init__(self, target: _Target) -> None:
+        self.url = target.url
+        self.prefix = target.prefix
+        self._target = target
+        self._plans = _Plans(target.prefix)
+        self._client: _Client = target.make_sync()
+        self._sides: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AsyncSide] = (
+            weakref.WeakKeyDictionary())
+        self._sides_lock = threading.Lock()
+        self._outage = _Outage(self.url)
+
+    def __repr__(self) -> str:
+        return f"RedisStore({self.url!r}, prefix={self.prefix!r})"
+
+    # -- I/O: the only place sync and async differ --------------------------------------------
+    def _error(self, exc: RedisError) -> BrokerError:
+        text = str(exc)
+        if self._target.secret:
+            text = text.replace(self._target.secret, "***")
+        if isinstance(exc, redis.ConnectionError | redis.TimeoutError | ReadOnlyError):
+            return BrokerUnavailable(f"cannot reach {self.url}: {text}")
+        return BrokerError(f"{self.url}: {text}")
+
+    def _run(self, op: _Op[T]) -> T:
+        try:
+            replies = self._send(op.calls)
+        except RedisError as exc:
+            raise self._error(exc) from exc
+        return op.parse(replies)
+
+    def _send(self, calls: list[_Call]) -> list[Any]:
+        if len(calls) == 1:
+            try:
+                return [self._client.execute_command(*calls[0].args)]
+            except NoScriptError:
+                return [self._client.execute_command(*calls[0].as_eval())]
+        replies = self._pipeline([c.args for c in calls])
+        missing = _missing_scripts(replies)
+        if missing:
+            evals = [calls[i].as_eval() for i in missing]
+            for i, reply in zip(missing, self._pipeline(evals), strict=True):
+                replies[i] = reply
+        return _raise_errors(replies)
+
+    def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        if not commands:
+            return []
+        with self._client.pipeline(transaction=False) as pipe:
+            for args in commands:
+                pipe.execute_command(*args)
+            return list(pipe.execute(raise_on_error=False))
+
+    async def _arun(self, op: _Op[T]) -> T:
+        try:
+            replies = await self._asend(self._side().client, op.calls)
+        except RedisError as exc:
+            raise self._error(exc) from exc
+        return op.parse(replies)
+
+    async def _asend(self, client: _Client, calls: list[_Call]) -> list[Any]:
+        if len(calls) == 1:
+            try:
+                return [await client.execute_command(*calls[0].args)]
+            except NoScriptError:
+                return [await client.execute_command(*calls[0].as_eval())]
+        replies = await self._apipeline(client, [c.args for c in calls])
+        missing = _missing_scripts(replies)
+        if missing:
+            evals = [calls[i].as_eval() for i in missing]
+            for i, reply in zip(missing, await self._apipeline(client, evals), strict=True):
+                replies[i] = reply
+        return _raise_errors(replies)
+
+    @staticmethod
+    async def _apipeline(client: _Client, commands: list[tuple[Any, ...]]) -> list[Any]:
+        if not commands:
+            return []
+        async with client.pipeline(transaction=False) as pipe:
+            for args in commands:
+                pipe.execute_command(*args)
+            return list(await pipe.execute(raise_on_error=False))
+
+    def _side(self) -> _AsyncSide:
+        loop = asyncio.get_running_loop()
+        with self._sides_lock:
+            side = self._sides.get(loop)
+            if side is None:
+                side = self._sides[loop] = _AsyncSide(self)
+            return side
+
+    # -- setup ---------------------------------------------------------------------------------
+    def check_eviction_policy(self) -> None:
+        """Refuse (ConfigurationError) a server that may evict queue keys; see the module doc."""
+        try:
+            found = self._client.config_get("maxmemory-policy")
+        except ResponseError as exc:
+            log.warning("cannot read maxmemory-policy of %s (%s); make sure it is noeviction "
+                        "or volatile-*, or queued messages may be evicted", self.url, exc)
+            return
+        except RedisError as exc:
+            raise self._error(exc) from exc
+        policy = {_text(k): _text(v) for k, v in found.items()}.get("maxmemory-policy", "")
+        if policy not in SAFE_EVICTION_POLICIES:
+            raise ConfigurationError(
+                f"{self.url} has maxmemory-policy {policy!r}, which may evict queued messages;"
+                f" set it to noeviction (or a volatile-* policy)")
+
+    # -- producer ------------------------------------------------------------------------------
+    def publish(self, envelopes: Sequence[Envelope]) -> None:
+        """All envelopes in one round trip: one script per queue (and chunk) in a pipeline.
+        An id already in its queue is left as it is."""
+        self._run(self._plans.publish(envelopes))
+
+    async def apublish(self, envelopes: Sequence[Envelope]) -> None:
+        await self._arun(self._plans.publish(envelopes))
+
+    # -- consumer primitives -------------------------------------------------------------------
+    async def _claim(
+        self, queues: Sequence[str], limit: int, lease: float
+    ) -> tuple[list[Claim], float | None]:
+        """See :meth:`PullBroker._claim`. While Redis is unreachable this returns no claims and
+        a retry time after a capped exponential backoff, so the consumer loop survives."""
+        side = self._side()
+        started = time.monotonic()
+        for queue in queues:
+            side.claimed_at[queue] = started
+        try:
+            found = await self._claim_from(list(queues), limit, lease)
+        except BrokerUnavailable as exc:
+            return [], time.time() + self._outage.failed(exc)
+        self._outage.recovered()
+        return found
+
+    async def _claim_from(
+        self, queues: list[str], limit: int, lease: float
+    ) -> tuple[list[Claim], float | None]:
+        if len(queues) == 1:
+            ((ranked, due),) = await self._arun(self._plans.claim({queues[0]: limit}, lease))
+            return [c for _, c in ranked], due
+        peeks = await self._arun(self._plans.peek(queues, limit))
+        due = _earliest(_time(p[0]) for p in peeks)
+        wanted = _pick(queues, peeks, limit)
+        if not wanted:
+            return [], due
+        batches = await self._arun(self._plans.claim(wanted, lease))
+        order = {q: i for i, q in enumerate(queues)}
+        merged = sorted(
+            ((int(score) // lua.BAND, order[c.envelope.queue], score), c)
+            for claims, _ in batches for score, c in claims
+        )
+        return [c for _, c in merged], _earliest([due, *(d for _, d in batches)])
+
+    async def _wait(self, queues: Sequence[str], timeout: float) -> None:
+        """Sleep until a queue's channel announces a message or ``timeout`` passes.
+
+        An announcement heard after the last claim started (it may have gone unseen by that
+        claim) and a subscription that is new (a message may have come before it) end the wait
+        at once; both cost at most one empty claim.
+        """
+        side = self._side()
+        channels = [self._plans.wake(q) for q in queues]
+        try:
+            if await side.hub.keep(channels):
+                return
+        except BrokerUnavailable:
+            await asyncio.sleep(timeout)
+            return
+        since = min(side.claimed_at.get(q, 0.0) for q in queues)
+        if side.hub.heard_since(channels, since):
+            return
+        await side.hub.wait(channels, timeout)
+
+    async def _settle_ack(self, claim: Claim) -> None:
+        """Fenced ack. Acks issued while another ack is in flight share the next round trip."""
+        _check_status(claim, await self._side().acks.ack(claim))
+
+    async def _settle_retry(self, claim: Claim, delay: float, body: bytes | None) -> None:
+        await self._arun(self._plans.retry(claim, delay, body))
+
+    async def _settle_dead(self, claim: Claim, reason: str) -> None:
+        await self._arun(self._plans.dead(claim, reason))
+
+    async def _settle_release(self, claim: Claim) -> None:
+        """Fenced release. If Redis is unreachable the message stays leased and comes back when
+        the lease expires, so the failure is logged rather than raised (e.g. during close)."""
+        try:
+            await self._arun(self._plans.release(claim))
+        except BrokerUnavailable as exc:
+            log.warning("could not release %s (%s); it returns when its lease expires",
+                        claim.envelope.id, exc)
+
+    async def _renew(self, claims: Sequence[Claim], lease: float) -> set[str]:
+        """Extend leases; returns the tokens that lost theirs. While Redis is unreachable nothing
+        is known lost: the failure is logged and the consumer tries again at its next renewal
+        (an exception here would end the consumer's renewal task for good)."""
+        try:
+            return await self._arun(self._plans.renew(claims, lease))
+        except BrokerUnavailable as exc:
+            log.warning("could not renew %d leases: %s", len(claims), exc)
+            return set()
+
+    # -- admin ---------------------------------------------------------------------------------
+    def stats(self, queue: str) -> QueueStats:
+        """Counts by the server's clock: expired leases and due ETAs count as ready."""
+        return self._run(self._plans.stats(queue))
+
+    def queues(self) -> list[str]:
+        known = self._run(self._plans.registry())
+        return self._run(self._plans.holding(known))
+
+    def purge(self, queue: str) -> int:
+        return self._run(self._plans.count(lua.PURGE, [queue]))
+
+    def _queues_or(self, queue: str | None) -> list[str]:
+        return [queue] if queue is not None else self._run(self._plans.registry())
+
+    def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
+        if limit <= 0:
+            return []
+        return self._run(self._plans.dead_letters(self._queues_or(queue), limit))
+
+    def replay_dead(self, ids: Sequence[str] | None = None, queue: str | None = None) -> int:
+        if ids is not None and not ids:
+            return 0
+        return self._run(self._plans.replay(self._queues_or(queue), list(ids or [])))
+
+    def purge_dead(self, queue: str | None = None) -> int:
+        return self._run(self._plans.count(lua.PURGE_DEAD, self._queues_or(queue)))
+
+    # -- results -------------------------------------------------------------------------------
+    def store(self, task_id: str, record: StoredResult, ttl: float) -> bool:
+        """Write under the fencing rule in one script; a final record is announced."""
+        return self._run(self._plans.store(task_id, record, ttl))
+
+    async def astore(self, task_id: str, record: StoredResult, ttl: float) -> bool:
+        return await self._arun(self._plans.store(task_id, record, ttl))
+
+    def get_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
+        """One MGET."""
+        return self._run(self._plans.get_many(task_ids))
+
+    async def aget_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
+        return await self._arun(self._plans.get_many(task_ids))
+
+    def wait(self, task_id: str, timeout: float | None) -> StoredResult | None:
+        """Subscribe to the task's channel first, then read, then sleep on the subscription."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        pubsub = self._client.pubsub()
+        try:
+            pubsub.subscribe(lua.result_channel(self.prefix, task_id))
+            if pubsub.get_message(timeout=_CONFIRM_TIMEOUT) is None:
+                raise redis.TimeoutError("no confirmation of SUBSCRIBE")
+            while True:
+                record = self.get(task_id)
+                left = None if deadline is None else deadline - time.monotonic()
+                if (record is not None and record.final) or (left is not None and left <= 0):
+                    return record
+                pubsub.get_message(timeout=_READ_SLICE if left is None else min(left, _READ_SLICE))
+        except RedisError as exc:
+            raise self._error(exc) from exc
+        finally:
+            pubsub.close()
+
+    async def await_final(self, task_id: str, timeout: float | None) -> StoredResult | None:
+        """As :meth:`wait`, on the event loop's shared pub/sub connection."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        channel = lua.result_channel(self.prefix, task_id)
+        hub = self._side().hub
+        async with hub.holding(channel):
+            while True:
+                record = await self.aget(task_id)
+                left = None if deadline is None else deadline - time.monotonic()
+                if (record is not None and record.final) or (left is not None and left <= 0):
+                    return record
+                await hub.wait([channel], _READ_SLICE if left is None else left)
+
+    def forget(self, task_id: str) -> None:
+        self._run(self._plans.forget(task_id))
+
+    async def count_member(self, key: str, member: str, ttl: float) -> int:
+        """SADD, PEXPIRE and SCARD in one script."""
+        return await self._arun(self._plans.count_member(key, member, ttl))
+
+    # -- closing -------------------------------------------------------------------------------
+    def close(self) -> None:
+        """Close the sync client; async clients of other loops are dropped (use aclose on them)."""
+        with self._sides_lock:
+            self._sides.clear()
+        self._client.close()
+
+    async def aclose(self) -> None:
+        """Close the running loop's async client and pub/sub connection, then the sync client."""
+        with self._sides_lock:
+            side = self._sides.pop(asyncio.get_running_loop(), None)
+        if side is not None:
+            await side.aclose()
+        self.close()
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+# -- per-event-loop machinery -----------------------------------------------------------------
+
+class _AsyncSide:
+    """What a store keeps per event loop: the async client, the pub/sub hub and the ack batcher,
+    and when each queue's last claim started (for :meth:`RedisStore._wait`)."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self.client: _Client = store._target.make_async()
+        self.hub = _Hub(self.client, store._error)
+        self.acks = _AckBatcher(store)
+        self.claimed_at: dict[str, float] = {}
+
+    async def aclose(self) -> None:
+        await self.hub.aclose()
+        await self.client.aclose()
+
+
+class _AckBatcher:
+    """Group commit for acks: acks arriving while one round trip is in flight go together in the
+    next one (one script call per queue), so concurrent workers do not pay a round trip each."""
+
+    def __init__(self, store: RedisStore) -> None:
+        self._store = store
+        self._pending: list[tuple[Claim, asyncio.Future[int]]] = []
+        self._flusher: asyncio.Task[None] | None = None
+
+    async def ack(self, claim: Claim) -> int:
+        """The holder status of ``claim`` after the ack script ran (see redis_scripts.holder)."""
+        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append((claim, future))
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.ensure_future(self._flush())
+        return await future
+
+    async def _flush(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending[:_ACK_BATCH], self._pending[_ACK_BATCH:]
+            try:
+                statuses = await self._store._arun(self._store._plans.ack([c for c, _ in batch]))
+            except BaseException as exc:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                if not isinstance(exc, Exception):
+                    raise  # cancelled: the waiting acks got the cancellation above
+                continue
+            for (_, future), status in zip(batch, statuses, strict=True):
+                if not future.done():
+                    future.set_result(int(status))
+
+
+class _Hub:
+    """One pub/sub connection per event loop, shared by every waiter of the store.
+
+    Queue wake-up channels are kept subscribed for good (``keep``); result channels are held
+    while someone waits (``holding``). A reader task resolves waiters and records when each
+    channel was last heard. When the connection breaks, every waiter is woken (to look again)
+    and the reader reconnects and resubscribes with backoff.
+    """
+
+    def __init__(self, client: _Client, error: Callable[[RedisError], BrokerError]) -> None:
+        self._client = client
+        self._error = error
+        self._pubsub: _Client | None = None
+        self._kept: set[str] = set()
+        self._held: collections.Counter[str] = collections.Counter()
+        self._live: set[str] = set()
+        self._confirming: dict[str, asyncio.Future[None]] = {}
+        self._waiters: dict[str, set[asyncio.Future[None]]] = {}
+        self._heard: dict[str, float] = {}
+        self._reader: asyncio.Task[None] | None = None
+        self._connecting = asyncio.Lock()
+
+    def _wanted(self) -> set[str]:
+        return self._kept | {c for c, n in self._held.items() if n > 0}
+
+    def heard_since(self, channels: Iterable[str], since: float) -> bool:
+        return any(self._heard.get(c, -math.inf) >= since for c in channels)
+
+    async def keep(self, channels: Iterable[str]) -> bool:
+        """Subscribe for good; True if a subscription had to be made (or remade) now."""
+        self._kept.update(channels)
+        return await self._ensure(channels)
+
+    @contextlib.asynccontextmanager
+    async def holding(self, channel: str) -> AsyncIterator[None]:
+        """Hold a subscription to ``channel`` (confirmed by Redis) for the duration."""
+        self._held[channel] += 1
+        try:
+            await self._ensure([channel])
+            yield
+        finally:
+            self._held[channel] -= 1
+            if self._held[channel] <= 0:
+                del self._held[channel]
+                await self._drop(channel)
+
+    async def wait(self, channels: Sequence[str], timeout: float) -> None:
+        """Until a message on one of ``channels``, a lost connection, or ``timeout``."""
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        for channel in channels:
+            self._waiters.setdefault(channel, set()).add(future)
+        try:
+            await asyncio.wait_for(future, max(timeout, 0.0))
+        except TimeoutError:
+            pass
+        finally:
+            for channel in channels:
+                waiting = self._waiters.get(channel)
+                if waiting is not None:
+                    waiting.discard(future)
+                    if not waiting:
+                        del self._waiters[channel]
+
+    async def _ensure(self, channels: Iterable[str]) -> bool:
+        new = [c for c in dict.fromkeys(channels) if c not in self._live]
+        if not new:
+            return False
+        loop = asyncio.get_running_loop()
+        confirmations = [self._confirming.setdefault(c, loop.create_future()) for c in new]
+        try:
+            pubsub = await self._connect()
+            await pubsub.subscribe(*new)
+            self._start_reader()
+            await asyncio.wait_for(
+                asyncio.gather(*(asyncio.shield(f) for f in confirmations)), _CONFIRM_TIMEOUT)
+        except RedisError as exc:
+            raise self._error(exc) from exc
+        except TimeoutError as exc:
+            raise self._error(redis.TimeoutError("no confirmation of SUBSCRIBE")) from exc
+        return True
+
+    async def _drop(self, channel: str) -> None:
+        # Forget it now: a new holder must subscribe again, not trust a dying subscription.
+        self._live.discard(channel)
+        if self._pubsub is not None and channel not in self._wanted():
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.unsubscribe(channel)
+
+    async def _connect(self) -> _Client:
+        async with self._connecting:
+            if self._pubsub is None:
+                pubsub = self._client.pubsub()
+                wanted = self._wanted() - set(self._confirming)
+                if wanted:
+                    # Confirmations of these come to the reader; waiters are woken on reconnect.
+                    await pubsub.subscribe(*wanted)
+                self._pubsub = pubsub
+            return self._pubsub
+
+    def _start_reader(self) -> None:
+        if self._reader is None or self._reader.done():
+            self._reader = asyncio.ensure_future(self._read())
+
+    async def _read(self) -> None:
+        failures = 0
+        while self._wanted() or self._confirming:
+            try:
+                pubsub = await self._connect()
+                message = await pubsub.get_message(timeout=_READ_SLICE)
+            except (RedisError, OSError) as exc:
+                failures += 1
+                await self._lose(exc)
+                await asyncio.sleep(min(_BACKOFF_CAP, _BACKOFF_BASE * 2 ** failures))
+                continue
+            failures = 0
+            if message is not None:
+                self._dispatch(message)
+
+    def _dispatch(self, message: dict[str, Any]) -> None:
+        channel = _text(message["channel"])
+        if message["type"] == "subscribe":
+            self._live.add(channel)
+            confirming = self._confirming.pop(channel, None)
+            if confirming is not None and not confirming.done():
+                confirming.set_result(None)
+        elif message["type"] == "message":
+            self._heard[channel] = time.monotonic()
+            self._wake(self._waiters.get(channel, ()))
+
+    @staticmethod
+    def _wake(futures: Iterable[asyncio.Future[None]]) -> None:
+        for future in list(futures):
+            if not future.done():
+                future.set_result(None)
+
+    async def _lose(self, exc: BaseException) -> None:
+        """The connection broke: drop it, fail pending subscriptions, wake every waiter."""
+        pubsub, self._pubsub = self._pubsub, None
+        self._live.clear()
+        if pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await pubsub.aclose()
+        confirming, self._confirming = self._confirming, {}
+        error = self._error(exc) if isinstance(exc, RedisError) else BrokerUnavailable(str(exc))
+        for future in confirming.values():
+            if not future.done():
+                future.set_exception(error)
+        self._wake(f for waiting in self._waiters.values() for f in waiting)
+
+    async def aclose(self) -> None:
+        if self._reader is not None:
+            self._reader.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._reader
+        if self._pubsub is not None:
+            with contextlib.suppress(RedisError, OSError):
+                await self._pubsub.aclose()
+            self._pubsub = None
+
+
+__all__ = ["SAFE_EVICTION_POLICIES", "RedisStore", "mask", "open_store"]

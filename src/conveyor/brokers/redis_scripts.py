@@ -1,0 +1,406 @@
+"""Key layout and Lua scripts of the Redis store, shared by its sync and async sides.
+
+Every queue ``Q`` under the prefix ``P`` keeps its keys behind one hash tag, ``{P:Q}``, so each
+script below touches a single hash slot (Redis Cluster executes a script only when all its keys
+live in one slot). The keys, in the order every queue script receives them as ``KEYS``:
+
+=========== ====== ==========================================================================
+``ready``   zset   due messages, scored ``(9 - priority) * 2^44 + sequence`` (9 first, FIFO)
+``delayed`` zset   messages waiting for their ETA (or retry backoff), scored by the ETA
+``leased``  zset   in-flight messages, scored by the expiry of their lease
+``dead``    zset   dead letters, scored by when they failed
+``body``    hash   id -> body; an id is in the queue exactly while it has a body here
+``meta``    hash   id -> ``"<ready score>|<eta>|<content type>"``
+``att``     hash   id -> attempts so far (incremented by every claim, never reset)
+``tok``     hash   id -> lease token of the current holder; present exactly while leased
+``why``     hash   id -> dead-letter reason
+``seq``     string the queue's sequence counter
+=========== ====== ==========================================================================
+
+A message id is always in exactly one of the four sorted sets: each script moves it in one step,
+so no crash (of a client or between two commands) can leave it in none or in two. Keys outside a
+queue (the queue registry, results, chord counters) each live in their own slot and are never
+touched together with a queue's keys.
+
+Scripts read the clock with ``TIME``, so leases and ETAs are judged by the server's clock, not by
+the clocks of the many consumers. Times travel as strings: Lua numbers returned to the client
+would be truncated to integers.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass, field
+
+#: The keys of one queue, in the order the queue scripts receive them. The single declaration of
+#: the layout: the Lua prelude below binds these names to ``KEYS[i]`` from this tuple.
+QUEUE_KEYS = ("ready", "delayed", "leased", "dead", "body", "meta", "att", "tok", "why", "seq")
+
+#: One priority band holds 2^44 sequence numbers; ten bands stay below 2^53, exact in a double.
+BAND = 2**44
+
+#: The most messages one claim script call hands out; Lua's ``unpack`` has a bounded stack.
+MAX_CLAIM = 1000
+
+
+def queue_keys(prefix: str, queue: str) -> list[str]:
+    """The keys of ``queue``, in :data:`QUEUE_KEYS` order, all behind the hash tag ``{P:Q}``."""
+    tag = f"{{{prefix}:{queue}}}"
+    return [f"{tag}:{name}" for name in QUEUE_KEYS]
+
+
+def registry_key(prefix: str) -> str:
+    """The set of queue names ever published to under ``prefix``."""
+    return f"{prefix}:queues"
+
+
+def wake_channel(prefix: str, queue: str) -> str:
+    """The pub/sub channel on which a queue announces new or returned messages."""
+    return f"{prefix}:wake:{queue}"
+
+
+def result_key(prefix: str, task_id: str) -> str:
+    """The string holding a task's result record."""
+    return f"{prefix}:result:{task_id}"
+
+
+def result_channel(prefix: str, task_id: str) -> str:
+    """The pub/sub channel announcing a task's final result."""
+    return f"{prefix}:done:{task_id}"
+
+
+def member_key(prefix: str, key: str) -> str:
+    """The set behind :meth:`ResultBackend.count_member`."""
+    return f"{prefix}:members:{key}"
+
+
+@dataclass(frozen=True)
+class Script:
+    """A Lua script, run with EVALSHA and loaded with EVAL when the server does not know it."""
+
+    name: str
+    source: str
+    sha: str = field(init=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
+
+
+_BINDINGS = "\n".join(f"local {name} = KEYS[{i}]" for i, name in enumerate(QUEUE_KEYS, 1))
+
+_PRELUDE = _BINDINGS + f"""
+local BAND = {BAND}
+
+local function now()
+  local t = redis.call('TIME')
+  return tonumber(t[1]) + tonumber(t[2]) / 1000000
+end
+
+local function fmt_time(t)
+  return string.format('%.6f', t)
+end
+
+-- meta is "<ready score>|<eta>|<content type>"; the content type goes last as it may hold '|'
+local function split_meta(m)
+  return string.match(m, '^([^|]*)|([^|]*)|(.*)$')
+end
+
+local function ready_score(id)
+  local score = split_meta(redis.call('HGET', meta, id))
+  return score
+end
+
+-- a fresh place at the end of the message's priority band (a retry or a replay queues up anew)
+local function renumber(id, eta)
+  local score, _, ctype = split_meta(redis.call('HGET', meta, id))
+  local band = math.floor(tonumber(score) / BAND)
+  local fresh = string.format('%.0f', band * BAND + redis.call('INCR', seq))
+  redis.call('HSET', meta, id, fresh .. '|' .. eta .. '|' .. ctype)
+  return fresh
+end
+
+-- move up to 500 entries of zset `from` whose score is <= t back to ready, at their old place
+local function move_due(from, t, drop_token)
+  local ids = redis.call('ZRANGEBYSCORE', from, '-inf', t, 'LIMIT', 0, 500)
+  for _, id in ipairs(ids) do
+    redis.call('ZADD', ready, ready_score(id), id)
+    if drop_token then redis.call('HDEL', tok, id) end
+  end
+  if #ids > 0 then redis.call('ZREM', from, unpack(ids)) end
+end
+
+local function promote(t)
+  move_due(delayed, t, false)
+  move_due(leased, t, true)
+end
+
+-- the earliest time more may become claimable: now if anything is ready, else the first ETA or
+-- lease expiry, else '' (nothing pending)
+local function next_due(t)
+  if redis.call('ZCARD', ready) > 0 then return fmt_time(t) end
+  local best = nil
+  for _, z in ipairs({{delayed, leased}}) do
+    local first = redis.call('ZRANGE', z, 0, 0, 'WITHSCORES')
+    if first[2] and (best == nil or tonumber(first[2]) < best) then best = tonumber(first[2]) end
+  end
+  if best then return fmt_time(best) end
+  return ''
+end
+
+-- 1: `token` holds the lease of `id`; 0: the message is gone or dead (a repeated settle, no-op);
+-- -1: the lease passed to another consumer or the message went back to the queue
+local function holder(id, token)
+  local current = redis.call('HGET', tok, id)
+  if current == token then return 1 end
+  if not current and (redis.call('HEXISTS', body, id) == 0 or redis.call('ZSCORE', dead, id)) then
+    return 0
+  end
+  return -1
+end
+
+local function unlease(id)
+  redis.call('ZREM', leased, id)
+  redis.call('HDEL', tok, id)
+end
+"""
+
+
+def _queue_script(name: str, body: str) -> Script:
+    return Script(name, _PRELUDE + body)
+
+
+# ARGV: wake channel, then five per message: id, body, priority, content type, eta ('' if none).
+# An id already present in the queue is left alone, so re-sending a publish is harmless.
+PUBLISH = _queue_script("publish", """
+local t = now()
+local n = (#ARGV - 1) / 5
+local first = redis.call('INCRBY', seq, n) - n + 1
+local added = 0
+for i = 0, n - 1 do
+  local at = 2 + i * 5
+  local id, eta = ARGV[at], ARGV[at + 4]
+  if redis.call('HSETNX', body, id, ARGV[at + 1]) == 1 then
+    local score = string.format('%.0f', (9 - tonumber(ARGV[at + 2])) * BAND + first + i)
+    redis.call('HSET', meta, id, score .. '|' .. eta .. '|' .. ARGV[at + 3])
+    if eta ~= '' and tonumber(eta) > t then
+      redis.call('ZADD', delayed, eta, id)
+    else
+      redis.call('ZADD', ready, score, id)
+    end
+    added = added + 1
+  end
+end
+redis.call('PUBLISH', ARGV[1], '')
+return added
+""")
+
+# ARGV: limit, lease seconds, token prefix. Returns {next due, {id, body, meta, attempt, token,
+# ready score, ...}}. Due delayed messages and expired leases go back to ready first.
+CLAIM = _queue_script("claim", """
+local t = now()
+promote(t)
+local out = {}
+local popped = redis.call('ZPOPMIN', ready, tonumber(ARGV[1]))
+if #popped > 0 then
+  local ids, scores = {}, {}
+  for i = 1, #popped, 2 do
+    ids[#ids + 1] = popped[i]
+    scores[#scores + 1] = popped[i + 1]
+  end
+  local bodies = redis.call('HMGET', body, unpack(ids))
+  local metas = redis.call('HMGET', meta, unpack(ids))
+  local expiry = fmt_time(t + tonumber(ARGV[2]))
+  local leases, tokens = {}, {}
+  for i, id in ipairs(ids) do
+    local token = ARGV[3] .. i
+    local attempt = redis.call('HINCRBY', att, id, 1)
+    leases[#leases + 1] = expiry
+    leases[#leases + 1] = id
+    tokens[#tokens + 1] = id
+    tokens[#tokens + 1] = token
+    for _, v in ipairs({id, bodies[i], metas[i], attempt, token, scores[i]}) do
+      out[#out + 1] = v
+    end
+  end
+  redis.call('ZADD', leased, unpack(leases))
+  redis.call('HSET', tok, unpack(tokens))
+end
+return {next_due(t), out}
+""")
+
+# ARGV: limit. Returns {next due, {id, score, ...}}: the first `limit` ready messages, after
+# promoting due ones, so a consumer of several queues can pick across them by priority.
+PEEK = _queue_script("peek", """
+local t = now()
+promote(t)
+return {next_due(t), redis.call('ZRANGE', ready, 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')}
+""")
+
+# ARGV: id, token, id, token, ... Returns one status per pair (see `holder`).
+ACK = _queue_script("ack", """
+local out = {}
+for i = 1, #ARGV, 2 do
+  local id = ARGV[i]
+  local status = holder(id, ARGV[i + 1])
+  if status == 1 then
+    unlease(id)
+    redis.call('HDEL', body, id)
+    redis.call('HDEL', meta, id)
+    redis.call('HDEL', att, id)
+  end
+  out[#out + 1] = status
+end
+return out
+""")
+
+# ARGV: id, token, delay seconds, wake channel[, new body]. Returns the holder status.
+RETRY = _queue_script("retry", """
+local id = ARGV[1]
+local status = holder(id, ARGV[2])
+if status ~= 1 then return status end
+local t, delay = now(), tonumber(ARGV[3])
+unlease(id)
+if #ARGV >= 5 then redis.call('HSET', body, id, ARGV[5]) end
+local eta = fmt_time(t + delay)
+local score = renumber(id, eta)
+if delay > 0 then
+  redis.call('ZADD', delayed, eta, id)
+else
+  redis.call('ZADD', ready, score, id)
+end
+redis.call('PUBLISH', ARGV[4], '')
+return 1
+""")
+
+# ARGV: id, token, reason. Returns the holder status.
+DEAD = _queue_script("dead", """
+local id = ARGV[1]
+local status = holder(id, ARGV[2])
+if status ~= 1 then return status end
+unlease(id)
+redis.call('ZADD', dead, fmt_time(now()), id)
+redis.call('HSET', why, id, ARGV[3])
+return 1
+""")
+
+# ARGV: id, token, wake channel. Back to its old place in ready. Returns the holder status.
+RELEASE = _queue_script("release", """
+local id = ARGV[1]
+local status = holder(id, ARGV[2])
+if status ~= 1 then return status end
+unlease(id)
+redis.call('ZADD', ready, ready_score(id), id)
+redis.call('PUBLISH', ARGV[3], '')
+return 1
+""")
+
+# ARGV: lease seconds, id, token, id, token, ... Returns the tokens that no longer hold a lease.
+RENEW = _queue_script("renew", """
+local expiry = fmt_time(now() + tonumber(ARGV[1]))
+local lost = {}
+for i = 2, #ARGV, 2 do
+  if redis.call('HGET', tok, ARGV[i]) == ARGV[i + 1] then
+    redis.call('ZADD', leased, expiry, ARGV[i])
+  else
+    lost[#lost + 1] = ARGV[i + 1]
+  end
+end
+return lost
+""")
+
+# Returns {ready, in flight, delayed, dead}; expired leases and due ETAs count as ready.
+STATS = _queue_script("stats", """
+local t = now()
+local due = redis.call('ZCOUNT', delayed, '-inf', t)
+local expired = redis.call('ZCOUNT', leased, '-inf', t)
+return {
+  redis.call('ZCARD', ready) + due + expired,
+  redis.call('ZCARD', leased) - expired,
+  redis.call('ZCARD', delayed) - due,
+  redis.call('ZCARD', dead),
+}
+""")
+
+_FORGET = """
+local function forget_all(ids, hashes)
+  for i = 1, #ids, 1000 do
+    local chunk = {unpack(ids, i, math.min(i + 999, #ids))}
+    for _, h in ipairs(hashes) do redis.call('HDEL', h, unpack(chunk)) end
+  end
+end
+"""
+
+# Deletes the ready and delayed messages (not in-flight, not dead). Returns how many.
+PURGE = _queue_script("purge", _FORGET + """
+local ids = redis.call('ZRANGE', ready, 0, -1)
+for _, id in ipairs(redis.call('ZRANGE', delayed, 0, -1)) do ids[#ids + 1] = id end
+forget_all(ids, {body, meta, att})
+redis.call('DEL', ready, delayed)
+return #ids
+""")
+
+# ARGV: limit. Returns {id, failed at, body, meta, reason, ...}, oldest first.
+DEAD_LETTERS = _queue_script("dead_letters", """
+local found = redis.call('ZRANGE', dead, 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
+local out = {}
+for i = 1, #found, 2 do
+  local id = found[i]
+  for _, v in ipairs({id, found[i + 1], redis.call('HGET', body, id),
+                      redis.call('HGET', meta, id), redis.call('HGET', why, id)}) do
+    out[#out + 1] = v
+  end
+end
+return out
+""")
+
+# ARGV: wake channel, then the ids to replay (none: every dead letter). Returns how many moved.
+REPLAY = _queue_script("replay", """
+local ids = {}
+if #ARGV > 1 then
+  for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
+else
+  ids = redis.call('ZRANGE', dead, 0, -1)
+end
+local moved = 0
+for _, id in ipairs(ids) do
+  if redis.call('ZREM', dead, id) == 1 then
+    redis.call('HDEL', why, id)
+    redis.call('ZADD', ready, renumber(id, ''), id)
+    moved = moved + 1
+  end
+end
+if moved > 0 then redis.call('PUBLISH', ARGV[1], '') end
+return moved
+""")
+
+# Deletes every dead letter of the queue. Returns how many.
+PURGE_DEAD = _queue_script("purge_dead", _FORGET + """
+local ids = redis.call('ZRANGE', dead, 0, -1)
+forget_all(ids, {body, meta, att, why})
+redis.call('DEL', dead)
+return #ids
+""")
+
+# KEYS: result key. ARGV: attempt, final ('1'/'0'), record, ttl in ms (0: none), channel.
+# The fencing rule: refuse over a final record or over a record of a later attempt.
+STORE_RESULT = Script("store_result", """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local final, attempt = string.match(current, '^(%d)|(%-?%d+)|')
+  if final == '1' or tonumber(attempt) > tonumber(ARGV[1]) then return 0 end
+end
+if tonumber(ARGV[4]) > 0 then
+  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
+else
+  redis.call('SET', KEYS[1], ARGV[3])
+end
+if ARGV[2] == '1' then redis.call('PUBLISH', ARGV[5], '') end
+return 1
+""")
+
+# KEYS: the member set. ARGV: member, ttl in ms. Returns the set's size.
+COUNT_MEMBER = Script("count_member", """
+redis.call('SADD', KEYS[1], ARGV[1])
+if tonumber(ARGV[2]) > 0 then redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
+return redis.call('SCARD', KEYS[1])
+""")
