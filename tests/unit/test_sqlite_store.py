@@ -71,6 +71,14 @@ def test_wal_and_full_sync_by_default(tmp_path: Path) -> None:
         store.close()
 
 
+async def test_claims_skip_the_fsync_but_leave_the_connection_full(store: SQLiteStore) -> None:
+    store.publish([env()])
+    claims, _ = await store._claim(["q"], 1, 30)
+    assert await store._renew(claims, 30) == set()
+    level = await store._acall(lambda conn: conn.execute("PRAGMA synchronous").fetchone()[0])
+    assert level == 2
+
+
 def test_options_from_query_and_keywords(tmp_path: Path) -> None:
     store = open_store(f"sqlite:///{tmp_path}/o.db?synchronous=NORMAL&busy_timeout=1500")
     try:

@@ -1,0 +1,289 @@
+"""The SQLite store shared by real OS processes: no double delivery, crash recovery, doorbell.
+
+Each child is ``python -c`` running :func:`child` from this module; it talks back in lines on
+stdout. No mocks: the processes meet only through the database file and its doorbell directory.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import queue
+import signal
+import statistics
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor.brokers import Envelope, StoredResult, open_store
+from conveyor.brokers.base import PullConsumer
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
+
+ROOT = Path(__file__).resolve().parents[2]
+CHILD = "import sys; from tests.integration.test_sqlite_processes import child; child(sys.argv[1:])"
+
+
+def env(body: bytes = b"x", queue_name: str = "q") -> Envelope:
+    return Envelope(id=str(uuid.uuid4()), queue=queue_name, body=body)
+
+
+# -- the children -----------------------------------------------------------------------------
+
+
+def child(argv: list[str]) -> None:
+    """Entry point of a child process: ``MODE URL [ARGS...]``."""
+    mode, url, *rest = argv
+    asyncio.run(MODES[mode](url, *rest))
+
+
+def say(*parts: object) -> None:
+    print(*parts, flush=True)
+
+
+async def drain_and_ack(url: str, idle: str) -> None:
+    """Ack everything on ``q`` until nothing came for ``idle`` seconds; print each id."""
+    store = open_store(url)
+    consumer = store.consume(["q"], prefetch=8, lease=30)
+    say("ready")
+    while True:
+        try:
+            delivery = await asyncio.wait_for(anext(consumer), float(idle))
+        except TimeoutError:
+            break
+        await delivery.ack()
+        say(delivery.envelope.id)
+    await consumer.close()
+    await store.aclose()
+
+
+async def hold(url: str, count: str) -> None:
+    """Take ``count`` deliveries under a 1 s lease, print them, and keep renewing until killed."""
+    store = open_store(url)
+    consumer = store.consume(["q"], prefetch=int(count), lease=1.0)
+    for _ in range(int(count)):
+        delivery = await anext(consumer)
+        say(delivery.envelope.id, delivery.attempt)
+    say("holding")
+    await asyncio.sleep(3600)
+
+
+async def measure_wake(url: str, count: str) -> None:
+    """Print, for each delivery, seconds since the publisher wrote its time into the body."""
+    PullConsumer.max_idle = 60.0  # only the doorbell can wake this consumer quickly
+    store = open_store(url)
+    consumer = store.consume(["q"], prefetch=1, lease=30)
+    say("ready")
+    for _ in range(int(count)):
+        delivery = await anext(consumer)
+        say(time.time() - float(delivery.envelope.body))
+        await delivery.ack()
+    await consumer.close()
+    await store.aclose()
+
+
+async def measure_idle(url: str) -> None:
+    """CPU seconds and claim count of an idle consumer over 2 s, then of one bare 1 s _wait."""
+    store = open_store(url)
+    claims = 0
+    real_claim = store._claim
+
+    async def counting(*args: Any) -> Any:
+        nonlocal claims
+        claims += 1
+        return await real_claim(*args)
+
+    store._claim = counting  # type: ignore[method-assign]
+    consumer = store.consume(["q"], prefetch=1, lease=30)
+    waiting = asyncio.ensure_future(anext(consumer))
+    await asyncio.sleep(0.3)
+    cpu, before = time.process_time(), claims
+    await asyncio.sleep(2.0)
+    consumer_cpu, consumer_claims = time.process_time() - cpu, claims - before
+    await consumer.close()
+    await asyncio.gather(waiting, return_exceptions=True)
+    cpu, started = time.process_time(), time.monotonic()
+    await store._wait(["q"], 1.0)
+    say(json.dumps({"consumer_cpu": consumer_cpu, "claims": consumer_claims,
+                    "wait_cpu": time.process_time() - cpu,
+                    "wait_seconds": time.monotonic() - started}))
+    await store.aclose()
+
+
+async def wait_result(url: str, task_id: str, how: str) -> None:
+    """Block for the final result (sync ``wait`` or ``await_final``); print when it came."""
+    store = open_store(url)
+    say("ready")
+    if how == "sync":
+        record = await asyncio.to_thread(store.wait, task_id, 20)
+    else:
+        record = await store.await_final(task_id, 20)
+    say(json.dumps({"at": time.time(), "state": record.state if record else None}))
+    await store.aclose()
+
+
+MODES: dict[str, Any] = {
+    "drain": drain_and_ack,
+    "hold": hold,
+    "wake": measure_wake,
+    "idle": measure_idle,
+    "result": wait_result,
+}
+
+
+# -- the parent side --------------------------------------------------------------------------
+
+
+class Child:
+    """A child process whose stdout lines arrive on a queue (read by a thread, never blocking)."""
+
+    def __init__(self, *argv: str) -> None:
+        self.proc = subprocess.Popen(
+            [sys.executable, "-c", CHILD, *argv], cwd=ROOT, stdout=subprocess.PIPE,
+            env={**os.environ, "PYTHONPATH": str(ROOT)},
+        )
+        self.lines: queue.Queue[str | None] = queue.Queue()
+        threading.Thread(target=self._read, daemon=True).start()
+
+    def _read(self) -> None:
+        assert self.proc.stdout is not None
+        for raw in self.proc.stdout:
+            self.lines.put(raw.decode().rstrip("\n"))
+        self.lines.put(None)
+
+    def line(self, timeout: float = 20.0) -> str:
+        got = self.lines.get(timeout=timeout)
+        if got is None:
+            raise AssertionError(f"child exited with {self.proc.wait()} before writing a line")
+        return got
+
+    def rest(self, timeout: float = 30.0) -> list[str]:
+        """Every remaining line, once the child exits."""
+        assert self.proc.wait(timeout) == 0
+        lines: list[str] = []
+        while (got := self.lines.get(timeout=5)) is not None:
+            lines.append(got)
+        return lines
+
+    def kill(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.kill()
+            self.proc.wait()
+
+
+@pytest.fixture
+def url(tmp_path: Path) -> Iterator[str]:
+    yield f"sqlite:///{tmp_path}/shared.db"
+
+
+@pytest.fixture
+def children() -> Iterator[list[Child]]:
+    started: list[Child] = []
+    yield started
+    for one in started:
+        one.kill()
+
+
+def test_concurrent_consumer_processes_get_every_message_exactly_once(
+    url: str, children: list[Child]
+) -> None:
+    store = open_store(url)
+    sent = [env() for _ in range(1000)]
+    store.publish(sent)
+    children.extend(Child("drain", url, "1.5") for _ in range(4))
+    for one in children:
+        assert one.line() == "ready"
+    for _ in range(10):  # more arrive while they compete
+        batch = [env() for _ in range(100)]
+        store.publish(batch)
+        sent += batch
+        time.sleep(0.02)
+    received = [line for one in children for line in one.rest()]
+    assert len(received) == len(sent)
+    assert sorted(received) == sorted(e.id for e in sent)
+    assert sum(1 for one in children if one.proc.returncode == 0) == 4
+    stats = store.stats("q")
+    assert (stats.ready, stats.in_flight) == (0, 0)
+    store.close()
+
+
+async def test_sigkilled_consumer_loses_its_deliveries_within_the_lease(
+    url: str, children: list[Child]
+) -> None:
+    store = open_store(url)
+    store.publish([env() for _ in range(5)])
+    holder = Child("hold", url, "5")
+    children.append(holder)
+    held = dict(holder.line().split() for _ in range(5))
+    assert holder.line() == "holding"
+    await asyncio.sleep(1.6)  # past the lease: the live holder keeps renewing
+    assert (await store._claim(["q"], 5, 30)) [0] == []
+    holder.proc.send_signal(signal.SIGKILL)
+    holder.proc.wait()
+    killed = time.monotonic()
+    consumer = store.consume(["q"], prefetch=5, lease=30)
+    got = [await asyncio.wait_for(anext(consumer), 5) for _ in range(5)]
+    assert time.monotonic() - killed < 3.0  # a 1 s lease, plus one idle wait at most
+    assert sorted(d.envelope.id for d in got) == sorted(held)
+    assert all(d.attempt == 2 for d in got)
+    for delivery in got:
+        await delivery.ack()
+    await consumer.close()
+    await store.aclose()
+
+
+def test_doorbell_wakes_a_consumer_in_another_process_promptly(
+    url: str, children: list[Child]
+) -> None:
+    store = open_store(url)
+    waiter = Child("wake", url, "5")
+    children.append(waiter)
+    assert waiter.line() == "ready"
+    latencies = []
+    for pause in (0.3, 0.15, 0.4, 0.05, 0.25):
+        time.sleep(pause)  # the child is idle, sleeping on its doorbell socket
+        store.publish([env(repr(time.time()).encode())])
+        latencies.append(float(waiter.line()))
+    assert waiter.rest() == []
+    # Its idle wait is 60 s, so anything this quick came from the doorbell.
+    assert max(latencies) < 0.5, latencies
+    print(f"publish-to-wake across processes: median {statistics.median(latencies) * 1e3:.2f} ms")
+    store.close()
+
+
+def test_idle_consumer_does_not_spin(url: str, children: list[Child]) -> None:
+    open_store(url).close()
+    idle = Child("idle", url)
+    children.append(idle)
+    report = json.loads(idle.line())
+    assert report["claims"] <= 5  # about one look a second (PullConsumer.max_idle)
+    assert report["consumer_cpu"] < 0.1  # over 2 s
+    assert report["wait_seconds"] >= 0.9
+    assert report["wait_cpu"] < 0.05  # over 1 s
+
+
+@pytest.mark.parametrize("how", ["sync", "async"])
+def test_result_waiter_in_another_process_is_woken(
+    url: str, children: list[Child], how: str
+) -> None:
+    store = open_store(url)
+    task = str(uuid.uuid4())
+    store.store(task, StoredResult(b"{}", "STARTED", 1, False), ttl=60)
+    waiter = Child("result", url, task, how)
+    children.append(waiter)
+    assert waiter.line() == "ready"
+    time.sleep(0.3)
+    stored_at = time.time()
+    store.store(task, StoredResult(b"42", "SUCCESS", 1, True), ttl=60)
+    report = json.loads(waiter.line())
+    assert report["state"] == "SUCCESS"
+    assert report["at"] - stored_at < 0.5
+    store.close()
