@@ -101,7 +101,7 @@ async def measure_idle(url: str) -> None:
         claims += 1
         return await real_claim(*args)
 
-    store._claim = counting  # type: ignore[method-assign]
+    store._claim = counting
     consumer = store.consume(["q"], prefetch=1, lease=30)
     waiting = asyncio.ensure_future(anext(consumer))
     await asyncio.sleep(0.3)
