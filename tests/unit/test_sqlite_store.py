@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from conveyor.brokers import Envelope, StoredResult, open_store
+from conveyor.brokers import Envelope, QueueStats, StoredResult, open_store
 from conveyor.brokers.doorbell import Doorbell
 from conveyor.brokers.sqlite import SQLiteStore, parse_url
 from conveyor.errors import BrokerError, BrokerUnavailable, ConfigurationError, LeaseLost
@@ -120,6 +120,22 @@ def test_closed_store_and_foreign_process_are_refused(tmp_path: Path) -> None:
     store.close()
     with pytest.raises(BrokerError, match="closed"):
         store.publish([env()])
+
+
+async def test_close_lets_queued_settles_finish(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path}/q.db"
+    store = open_store(url)
+    store.publish([env()])
+    (claim,), _ = await store._claim(["q"], 1, 30)
+    acking = asyncio.ensure_future(store._settle_ack(claim))
+    await asyncio.sleep(0)  # handed to the worker thread
+    await store.aclose()
+    await acking
+    reopened = open_store(url)
+    try:
+        assert reopened.stats("q") == QueueStats("q", 0, 0, 0, 0)
+    finally:
+        reopened.close()
 
 
 # -- messages ---------------------------------------------------------------------------------

@@ -666,12 +666,9 @@ class SQLiteStore(PullBroker, ResultBackend):
         self, op: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args,
         **kwargs: P.kwargs,
     ) -> T:
-        """Run ``op`` with this thread's connection, converting driver errors."""
+        """Run ``op`` in the calling thread, with that thread's connection."""
         self._check_usable()
-        try:
-            return op(self._conns.get(), *args, **kwargs)
-        except sqlite3.Error as exc:
-            raise convert_error(exc, self.path) from exc
+        return self._execute(op, *args, **kwargs)
 
     async def _acall(
         self, op: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args,
@@ -680,7 +677,22 @@ class SQLiteStore(PullBroker, ResultBackend):
         """Run ``op`` in the store's worker thread so the event loop never waits on the disk."""
         self._check_usable()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, lambda: self._call(op, *args, **kwargs))
+        return await loop.run_in_executor(
+            self._executor, lambda: self._execute(op, *args, **kwargs))
+
+    def _execute(
+        self, op: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args,
+        **kwargs: P.kwargs,
+    ) -> T:
+        """Run ``op`` with this thread's connection, converting driver errors.
+
+        Does not refuse a closed store: ``close`` lets the worker thread finish what was queued
+        before it closes the connections.
+        """
+        try:
+            return op(self._conns.get(), *args, **kwargs)
+        except sqlite3.Error as exc:
+            raise convert_error(exc, self.path) from exc
 
     def _check_usable(self) -> None:
         if self._closed:
@@ -745,7 +757,7 @@ class SQLiteStore(PullBroker, ResultBackend):
         bell = self._async_bell(CONSUMERS)
         # Read before the query: a ring after this point makes the next _wait return at once.
         seen = bell.generation if bell is not None else 0
-        job = asyncio.ensure_future(self._acall(claim_rows, queues, limit, lease))
+        job = asyncio.ensure_future(self._acall(claim_rows, list(queues), limit, lease))
         try:
             claims, next_at = await asyncio.shield(job)
         except asyncio.CancelledError:
@@ -762,7 +774,7 @@ class SQLiteStore(PullBroker, ResultBackend):
         claims = job.result()[0]
         if claims:
             with contextlib.suppress(RuntimeError):  # the store closed meanwhile
-                self._executor.submit(self._call, self._release_orphans, claims)
+                self._executor.submit(self._execute, self._release_orphans, claims)
 
     def _release_orphans(self, conn: sqlite3.Connection, claims: Sequence[Claim]) -> None:
         release_rows(conn, claims)
