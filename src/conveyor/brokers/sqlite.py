@@ -20,10 +20,13 @@ rung by the writer after each commit they care about.
 A message row moves between four states; the partial index of each state keeps the hot queries
 (claim the first ready message, find the next ETA or lease expiry) logarithmic in the backlog::
 
-    READY --claim--> HELD --ack--> (deleted)
-      ^  \\            |--retry--> DELAYED (or READY) --eta passed--> READY
-      |   `-- purge    |--dead_letter--> DEAD --replay--> READY
-      `----------------'--release / lease expired
+    (publish)                     READY, or DELAYED while its ETA is ahead
+    READY    --claim-->           HELD (attempt + 1, fresh token, lease)
+    HELD     --ack-->             deleted
+    HELD     --retry-->           DELAYED (READY without delay), same row, back of the FIFO
+    HELD     --dead_letter-->     DEAD --replay--> READY (attempt kept)
+    HELD     --release/expiry-->  READY, keeping its place
+    DELAYED  --ETA passed-->      READY
 
 A delayed message becomes READY when a claim on its queue finds its ETA passed; a HELD one whose
 lease ran out likewise, keeping its token until another consumer claims it (so a late settle from
