@@ -107,15 +107,25 @@ def dlq() -> None:
 @APP_OPTION
 @click.option("-Q", "--queue", default=None)
 @click.option("--limit", type=int, default=100, show_default=True)
-def dlq_list(app_path: str, queue: str | None, limit: int) -> None:
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def dlq_list(app_path: str, queue: str | None, limit: int, as_json: bool) -> None:
     """List dead letters, oldest first, with their reasons."""
     import datetime as dt
+    import json
 
     from rich.console import Console
     from rich.table import Table
 
     letters = _load(app_path).broker.dead_letters(queue, limit)
-    table = Table("id", "queue", "failed at", "reason", title=f"{len(letters)} dead letter(s)")
+    if as_json:
+        for letter in letters:
+            click.echo(json.dumps({"id": letter.envelope.id, "queue": letter.envelope.queue,
+                                   "failed_at": letter.failed_at, "reason": letter.reason}))
+        return
+    table = Table(title=f"{len(letters)} dead letter(s)")
+    table.add_column("id", no_wrap=True, min_width=36)
+    for name in ("queue", "failed at", "reason"):
+        table.add_column(name)
     for letter in letters:
         when = dt.datetime.fromtimestamp(letter.failed_at).isoformat(timespec="seconds")
         table.add_row(letter.envelope.id, letter.envelope.queue, when, letter.reason)
@@ -163,5 +173,6 @@ def main() -> None:
     """Entry point of the ``conveyor`` script."""
     try:
         cli(standalone_mode=True)
-    except ConveyorError as exc:
-        raise click.ClickException(str(exc)) from exc
+    except ConveyorError as exc:  # raised outside click's own handling, e.g. opening a store
+        click.echo(f"Error: {exc}", err=True)
+        raise SystemExit(1) from None
