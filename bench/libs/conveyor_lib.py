@@ -1,0 +1,79 @@
+"""Conveyor: the app, its tasks and the adapter. Results are on (the default): every task
+records PENDING at publish, STARTED, then SUCCESS, before its message is acked."""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from typing import Any
+
+from bench import common
+from bench.adapter import Adapter
+from conveyor import Conveyor
+
+
+def broker_url() -> str:
+    if common.BACKEND == "redis":
+        return f"{common.REDIS_URL}?prefix={common.NS}"
+    query = os.environ.get("BENCH_SQLITE_QUERY", "")
+    return f"sqlite:///{common.DIR}/conveyor.db" + (f"?{query}" if query else "")
+
+
+app = Conveyor("bench", broker=broker_url(), default_queue=common.QUEUE)
+
+
+@app.task(name="count")
+def count() -> None:
+    common.bump()
+
+
+@app.task(name="lat")
+def lat(sent: float) -> None:
+    common.record_latency(sent)
+
+
+class ConveyorAdapter(Adapter):
+    name = "conveyor"
+    stores = "PENDING, STARTED, SUCCESS result records per task; ack after the result"
+    bulk_api = "task.map (one round trip)"
+
+    def __init__(self) -> None:
+        self.ids: list[str] = []
+
+    def send_single(self, n: int) -> None:
+        delay = count.delay
+        for _ in range(n):
+            delay()
+
+    def send_bulk(self, n: int) -> None:
+        count.map([()] * n)
+
+    def prefill(self, n: int) -> None:
+        self.ids = [r.id for r in count.map([()] * n)]
+
+    def send_latency(self, sent: float) -> None:
+        lat.delay(sent)
+
+    def worker_argvs(self) -> list[list[str]]:
+        return [[sys.executable, "-m", "conveyor", "worker", "-A", f"{__name__}:app",
+                 "-Q", common.QUEUE, "-c", "2", "--pool", "process", "-l", "warning"]]
+
+    def verify(self, n: int) -> dict[str, Any]:
+        """Count result states; the last tasks may still be settling, so look for up to 5 s."""
+        deadline = time.monotonic() + 5.0
+        while True:
+            states: dict[str, int] = {}
+            for i in range(0, len(self.ids), 1000):
+                for rec in app.backend.get_many(self.ids[i:i + 1000]):
+                    key = "missing" if rec is None else str(rec.state)
+                    states[key] = states.get(key, 0) + 1
+            if states.get("SUCCESS", 0) >= n or time.monotonic() > deadline:
+                return {"result_states": states}
+            time.sleep(0.1)
+
+    def close(self) -> None:
+        app.close()
+
+
+Adapter_ = ConveyorAdapter
