@@ -108,6 +108,11 @@ class Delivery(ABC):
     def lost(self) -> bool:
         """True once a renewal found the lease gone to another consumer."""
 
+    @abstractmethod
+    def abandon(self) -> None:
+        """Stop renewing without settling (the store is unreachable): the lease runs out and the
+        message goes to another consumer. Frees this delivery's prefetch slot."""
+
 
 class Consumer(ABC):
     """An async iterator of deliveries that never holds more than ``prefetch`` unsettled ones."""
@@ -335,6 +340,10 @@ class LeasedDelivery(Delivery):
 
     def mark_lost(self) -> None:
         self._lost = True
+
+    def abandon(self) -> None:
+        self._settled = True
+        self._consumer._forget(self)
 
 
 class PullConsumer(Consumer):

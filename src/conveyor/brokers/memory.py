@@ -69,8 +69,9 @@ class MemoryStore(PullBroker, ResultBackend):
     # -- producer -------------------------------------------------------------------------
     def publish(self, envelopes: Sequence[Envelope]) -> None:
         with self._lock:
-            for env in envelopes:
-                self._messages[env.id] = _Entry(env, next(self._seq))
+            for env in envelopes:  # a republished id keeps its attempt count (fencing)
+                old = self._messages.get(env.id)
+                self._messages[env.id] = _Entry(env, next(self._seq), old.attempt if old else 0)
         self._bell.ring()
 
     async def apublish(self, envelopes: Sequence[Envelope]) -> None:

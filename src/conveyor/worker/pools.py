@@ -91,7 +91,9 @@ class Supervisor:
 
     def _spawn(self) -> None:
         argv = [*self.child_argv, "--parent-pid", str(os.getpid())]
-        proc = subprocess.Popen(argv)
+        # Own session: a terminal's Ctrl-C reaches only the supervisor, which forwards it once;
+        # reaching the children directly too would count as a second, fast-stop signal.
+        proc = subprocess.Popen(argv, start_new_session=True)
         self.children[proc.pid] = (proc, time.monotonic())
 
     def _reap(self, pid: int, code: int) -> None:

@@ -84,14 +84,16 @@ class Worker:
             raise
         except Exception:
             log.exception("could not settle %s; it will be redelivered", delivery.envelope.id)
+            await self._give_back(delivery)
         if self.runner.runaway and self.exit_on_runaway:
             await self.stop()
 
     async def _give_back(self, delivery: Delivery) -> None:
         try:
-            await delivery.release()
+            await asyncio.wait_for(delivery.release(), 5.0)
         except Exception as exc:  # the lease expiry will return it instead
             log.warning("could not give back %s: %s", delivery.envelope.id, exc)
+            delivery.abandon()
 
     async def stop(self, fast: bool = False) -> None:
         """Stop taking work; with ``fast`` (or when called twice) cancel running tasks too."""
