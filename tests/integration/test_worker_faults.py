@@ -95,3 +95,31 @@ def test_sigstop_past_the_lease_leaves_exactly_one_outcome(
     assert attempt is not None and attempt.attempt == 2  # the zombie's write was refused
     stats = app.broker.stats("default")
     assert (stats.ready, stats.in_flight, stats.dead) == (0, 0, 0)
+
+
+def children_of(pid: int) -> list[int]:
+    with open(f"/proc/{pid}/task/{pid}/children") as fh:
+        return [int(p) for p in fh.read().split()]
+
+
+def test_process_pool_replaces_a_killed_child_and_stops_gracefully(
+    app: Conveyor, workers: Workers, env: dict[str, str]
+) -> None:
+    supervisor = workers.start("-c", "2", "--grace", "20", lease=1.5)
+    def two_children() -> list[int]:
+        found = children_of(supervisor.pid)
+        return found if len(found) == 2 else []
+
+    first = wait_for(two_children)
+    result = taskapp.slow.delay(1.0, "pooled")
+    wait_for(lambda: trace_lines(env, "runs"))
+    runner = int(trace_lines(env, "runs")[0].split()[1])
+    os.kill(runner, signal.SIGKILL)
+    assert result.get(timeout=30) == "pooled"
+    replaced = wait_for(lambda: runner not in two_children() and two_children())
+    assert set(first) - {runner} <= set(replaced)
+    running = taskapp.slow.delay(1.0, "finishing")
+    wait_for(lambda: len(trace_lines(env, "runs")) == 3)
+    supervisor.send_signal(signal.SIGTERM)
+    assert supervisor.wait(20) == 0
+    assert running.status is State.SUCCESS
