@@ -3,9 +3,12 @@
     python -m bench.run [--only sqlite|redis] [--libs conveyor,huey,...] [--n 20000]
 
 This process only orchestrates (standard library only, so any Python 3.11 runs it). Each
-scenario of each library runs in a fresh driver process (:mod:`bench.driver`) under the bench
-interpreter, a separate virtualenv (``.venv-bench`` by default, created from
-``bench/requirements.txt`` on first use) because the peers' pins may clash with the project's.
+scenario of each library runs in a fresh driver process (:mod:`bench.driver`) under a bench
+interpreter: virtualenvs apart from the project's, because the peers' pins clash with it and
+with each other (Celery's kombu needs redis-py >= 6.1, arq pins it below 6, taskiq-redis 1.2
+needs 8, Conveyor allows < 8). ``.venv-bench`` (Conveyor, Huey, Celery, Dramatiq, RQ),
+``.venv-bench-arq`` and ``.venv-bench-taskiq`` are created from ``bench/requirements*.txt`` on
+first use.
 Scenarios run one after another, each library back to back within a scenario, so that the
 figures being compared were measured close together on this shared machine.
 
@@ -33,17 +36,23 @@ from urllib.parse import urlsplit
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(REPO, "bench")
-DEFAULT_VENV = os.path.join(REPO, ".venv-bench")
 
-# Same registry as bench.libs.LIBS, repeated here so this process imports no library.
-LIBS: dict[str, tuple[str, ...]] = {
-    "conveyor": ("sqlite", "redis"),
-    "huey": ("sqlite", "redis"),
-    "celery": ("redis",),
-    "dramatiq": ("redis",),
-    "arq": ("redis",),
-    "rq": ("redis",),
-    "taskiq": ("redis",),
+#: venv name -> (requirements file, install Conveyor editable into it)
+VENVS: dict[str, tuple[str, bool]] = {
+    ".venv-bench": ("requirements.txt", True),
+    ".venv-bench-arq": ("requirements-arq.txt", False),
+    ".venv-bench-taskiq": ("requirements-taskiq.txt", False),
+}
+# Same registry as bench.libs.LIBS, repeated here so this process imports no library:
+# name -> (backends, venv)
+LIBS: dict[str, tuple[tuple[str, ...], str]] = {
+    "conveyor": (("sqlite", "redis"), ".venv-bench"),
+    "huey": (("sqlite", "redis"), ".venv-bench"),
+    "celery": (("redis",), ".venv-bench"),
+    "dramatiq": (("redis",), ".venv-bench"),
+    "arq": (("redis",), ".venv-bench-arq"),
+    "rq": (("redis",), ".venv-bench"),
+    "taskiq": (("redis",), ".venv-bench-taskiq"),
 }
 SCENARIOS = ("single", "bulk", "e2e", "idle")
 PACKAGES = ("conveyor-tasks", "huey", "celery", "kombu", "dramatiq", "arq", "rq", "taskiq",
@@ -51,19 +60,20 @@ PACKAGES = ("conveyor-tasks", "huey", "celery", "kombu", "dramatiq", "arq", "rq"
 
 
 # -- the bench interpreter -------------------------------------------------------------------
-def bench_python(venv: str, python: str | None) -> str:
-    """The interpreter that runs drivers and workers; creates the venv when it is missing."""
-    if python:
-        return python
-    exe = os.path.join(venv, "bin", "python")
+def bench_python(venv: str, root: str) -> str:
+    """The interpreter of bench venv ``venv`` under ``root``; created when it is missing."""
+    requirements, with_conveyor = VENVS[venv]
+    path = os.path.join(root, venv)
+    exe = os.path.join(path, "bin", "python")
     if os.path.exists(exe):
         return exe
-    print(f"creating {venv} (peers and Conveyor, pinned by bench/requirements.txt)", flush=True)
-    subprocess.run([sys.executable, "-m", "venv", venv], check=True)
+    print(f"creating {path} from bench/{requirements}", flush=True)
+    subprocess.run([sys.executable, "-m", "venv", path], check=True)
     pip = [exe, "-m", "pip", "install", "-q"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-r", os.path.join(BENCH, "requirements.txt")], check=True)
-    subprocess.run([*pip, "--no-deps", "-e", REPO], check=True)
+    subprocess.run([*pip, "-r", os.path.join(BENCH, requirements)], check=True)
+    if with_conveyor:
+        subprocess.run([*pip, "--no-deps", "-e", REPO], check=True)
     return exe
 
 
@@ -73,7 +83,7 @@ def versions(python: str) -> dict[str, str]:
             "out = {}\n"
             "for n in names:\n"
             "    try: out[n] = m.version(n)\n"
-            "    except m.PackageNotFoundError: out[n] = 'not installed'\n"
+            "    except m.PackageNotFoundError: pass\n"
             "out['python'] = sys.version.split()[0]\n"
             "print(json.dumps(out))\n")
     done = subprocess.run([python, "-c", code], capture_output=True, text=True, check=True)
@@ -292,8 +302,10 @@ def main() -> None:
                         help="seconds a scenario may wait for its workers (default 90)")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/15",
                         help="Redis URL with a private db (keys are deleted after each run)")
-    parser.add_argument("--venv", default=DEFAULT_VENV)
-    parser.add_argument("--python", default=None, help="bench interpreter (default: venv's)")
+    parser.add_argument("--venv-root", default=REPO,
+                        help="where the bench venvs live (default: the repository)")
+    parser.add_argument("--python", default=None,
+                        help="one interpreter for every library (default: the bench venvs)")
     parser.add_argument("--out", default=None, help="result file (default bench/results/…)")
     args = parser.parse_args()
 
@@ -303,7 +315,7 @@ def main() -> None:
         parser.error(f"unknown libraries: {', '.join(unknown)} (known: {', '.join(LIBS)})")
     scenarios = [x.strip() for x in args.scenarios.split(",") if x.strip()]
     backends = [args.only] if args.only else ["sqlite", "redis"]
-    python = bench_python(args.venv, args.python)
+    pythons = {lib: args.python or bench_python(LIBS[lib][1], args.venv_root) for lib in libs}
     redis = redis_info(args.redis) if "redis" in backends else None
     if "redis" in backends and redis is None:
         print(f"Redis at {args.redis} is unreachable: skipping the Redis run", flush=True)
@@ -317,15 +329,16 @@ def main() -> None:
         "started": datetime.datetime.now().isoformat(timespec="seconds"),
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_avg_at_start": os.getloadavg()},
-        "versions": versions(python), "redis_server": redis,
+        "versions": {py: versions(py) for py in sorted(set(pythons.values()))},
+        "redis_server": redis,
         "args": vars(args), "counts": counts, "results": []}
     began = time.perf_counter()
     for backend in backends:
         for scenario in scenarios:
             for lib in libs:
-                if backend not in LIBS[lib]:
+                if backend not in LIBS[lib][0]:
                     continue
-                r = run_driver(python, lib, backend, scenario, counts[scenario],
+                r = run_driver(pythons[lib], lib, backend, scenario, counts[scenario],
                                run_id=run_id, redis_url=args.redis, wait=args.wait)
                 doc["results"].append(r)
                 print(f"[{time.perf_counter() - began:6.0f}s] {backend:6} {scenario:6}"

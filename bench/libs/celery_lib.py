@@ -1,0 +1,55 @@
+"""Celery: Redis broker and Redis result backend, prefork pool of two processes, otherwise
+default settings (early ack, prefetch multiplier 4). Every task stores its SUCCESS result.
+Keys are namespaced with kombu's ``global_keyprefix``."""
+
+from __future__ import annotations
+
+from celery import Celery, group
+
+from bench import common
+from bench.adapter import Adapter, script
+
+app = Celery("bench", broker=common.REDIS_URL, backend=common.REDIS_URL)
+app.conf.update(
+    broker_transport_options={"global_keyprefix": f"{common.NS}:"},
+    result_backend_transport_options={"global_keyprefix": f"{common.NS}:"},
+    task_default_queue=common.QUEUE,
+    broker_connection_retry_on_startup=True,
+)
+
+
+@app.task(name="count")
+def count() -> None:
+    common.bump()
+
+
+@app.task(name="lat")
+def lat(sent: float) -> None:
+    common.record_latency(sent)
+
+
+class CeleryAdapter(Adapter):
+    name = "celery"
+    stores = "SUCCESS result per task (Redis backend); ack before the task runs (default)"
+    bulk_api = "group(...).apply_async() (one publish per task)"
+
+    def send_single(self, n: int) -> None:
+        delay = count.delay
+        for _ in range(n):
+            delay()
+
+    def send_bulk(self, n: int) -> None:
+        group(count.s() for _ in range(n)).apply_async()
+
+    def send_latency(self, sent: float) -> None:
+        lat.delay(sent)
+
+    def worker_argvs(self) -> list[list[str]]:
+        return [[script("celery"), "-A", __name__, "worker", "-P", "prefork", "-c", "2",
+                 "-Q", common.QUEUE, "-l", "WARNING"]]
+
+    def close(self) -> None:
+        app.close()
+
+
+Adapter_ = CeleryAdapter
