@@ -46,6 +46,7 @@ import contextlib
 import logging
 import math
 import secrets
+import socket
 import threading
 import time
 import weakref
@@ -84,7 +85,23 @@ SAFE_EVICTION_POLICIES = frozenset({
 })
 
 _DEFAULT_PREFIX = "conveyor"
-_CLIENT_DEFAULTS: dict[str, Any] = {"socket_connect_timeout": 5.0, "socket_timeout": 10.0}
+
+
+def _keepalive_options() -> dict[int, int]:
+    """TCP keepalive probing (and a bound on unacknowledged sends) where the OS offers them:
+    a dead peer is noticed in about 25 s without a timer per read."""
+    wanted = {"TCP_KEEPIDLE": 10, "TCP_KEEPINTVL": 5, "TCP_KEEPCNT": 3, "TCP_USER_TIMEOUT": 30000}
+    return {getattr(socket, k): v for k, v in wanted.items() if hasattr(socket, k)}
+
+
+_CLIENT_DEFAULTS: dict[str, Any] = {
+    "socket_connect_timeout": 5.0, "socket_keepalive": True,
+    "socket_keepalive_options": _keepalive_options(),
+}
+#: Per-read timeouts: a cheap socket option for the sync client; for the async one redis-py
+#: arms a timer per read, which costs about as much as a local round trip, so keepalive it is.
+_SYNC_DEFAULTS: dict[str, Any] = {**_CLIENT_DEFAULTS, "socket_timeout": 10.0}
+_ASYNC_DEFAULTS: dict[str, Any] = {**_CLIENT_DEFAULTS, "socket_timeout": None}
 _PUBLISH_CHUNK = 5000  # messages per publish script call: bounds how long one script blocks Redis
 _ACK_BATCH = 500
 _BACKOFF_BASE, _BACKOFF_CAP = 0.05, 2.0
@@ -147,18 +164,19 @@ def _parse_target(url: str, options: dict[str, Any]) -> _Target:
     prefix = str(options.pop("prefix", None) or query.pop("prefix", None) or _DEFAULT_PREFIX)
     if "{" in prefix or "}" in prefix:
         raise ConfigurationError(f"prefix {prefix!r} must not contain braces (hash tags)")
-    kwargs = {**_CLIENT_DEFAULTS, **options, "retry": Retry(NoBackoff(), 0)}
+    # No redis-py retries: re-sending a script whose reply was lost could claim twice.
+    options["retry"] = Retry(NoBackoff(), 0)
     secret = unquote(parts.password) if parts.password else None
     if parts.scheme.lower() == "redis+sentinel":
         secret = secret or query.get("sentinel_password")
-        return _sentinel_target(url, parts.netloc, parts.path, query, prefix, secret, kwargs)
+        return _sentinel_target(url, parts.netloc, parts.path, query, prefix, secret, options)
     client_url = urlunsplit(parts._replace(query=urlencode(query)))
 
     def make_sync() -> _Client:
-        return redis.Redis.from_url(client_url, **kwargs)
+        return redis.Redis.from_url(client_url, **{**_SYNC_DEFAULTS, **options})
 
     def make_async() -> _Client:
-        return redis.asyncio.Redis.from_url(client_url, **kwargs)
+        return redis.asyncio.Redis.from_url(client_url, **{**_ASYNC_DEFAULTS, **options})
 
     return _Target(mask(url), prefix, secret, make_sync, make_async)
 
@@ -185,17 +203,17 @@ def _sentinel_target(url: str, netloc: str, path: str, query: dict[str, str], pr
         options["username"] = unquote(user)
     if password:
         options["password"] = unquote(password)
-    # Sentinels get the same socket timeouts; only the password differs from the master's.
-    side_kwargs = {k: v for k, v in options.items() if k.startswith("socket_")}
-    if sentinel_password:
-        side_kwargs["password"] = sentinel_password
 
-    def make(module: Any) -> _Client:
-        return module.Sentinel(sentinels, sentinel_kwargs=side_kwargs, **options).master_for(
-            service)
+    def make(module: Any, defaults: dict[str, Any]) -> _Client:
+        merged = {**defaults, **options}
+        # Sentinels get the same socket settings; only the password differs from the master's.
+        side = {k: v for k, v in merged.items() if k.startswith("socket_")}
+        if sentinel_password:
+            side["password"] = sentinel_password
+        return module.Sentinel(sentinels, sentinel_kwargs=side, **merged).master_for(service)
 
-    return _Target(mask(url), prefix, secret, lambda: make(redis.sentinel),
-                   lambda: make(redis.asyncio.sentinel))
+    return _Target(mask(url), prefix, secret, lambda: make(redis.sentinel, _SYNC_DEFAULTS),
+                   lambda: make(redis.asyncio.sentinel, _ASYNC_DEFAULTS))
 
 
 def _host_port(text: str, default: int) -> tuple[str, int]:
@@ -329,6 +347,7 @@ class _Plans:
 
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
+        self.registered: set[str] = set()  # queues this process has put in the registry
 
     def _queue(self, script: lua.Script, queue: str, args: Iterable[Any]) -> _Call:
         return _script(script, lua.queue_keys(self.prefix, queue), args)
@@ -349,9 +368,12 @@ class _Plans:
             for queue, rows in by_queue.items()
             for chunk in (rows[i:i + _PUBLISH_CHUNK] for i in range(0, len(rows), _PUBLISH_CHUNK))
         ]
-        if by_queue:
-            calls.append(_Call(("SADD", lua.registry_key(self.prefix), *by_queue)))
-        return _Op(calls, lambda _: None)
+        # The registry is written once per queue and process: it only grows, and a publish that
+        # is a single script call skips the pipeline.
+        new = [q for q in by_queue if q not in self.registered]
+        if new:
+            calls.append(_Call(("SADD", lua.registry_key(self.prefix), *new)))
+        return _Op(calls, lambda _: self.registered.update(new))
 
     def claim(self, wanted: dict[str, int], lease: float) -> _Op[list[_Batch]]:
         """Claim ``wanted[queue]`` messages from each queue, each call with a fresh token."""
@@ -379,7 +401,7 @@ class _Plans:
             status = {(c.envelope.queue, c.token): s
                       for group, reply in zip(groups.values(), replies, strict=True)
                       for c, s in zip(group, reply, strict=True)}
-            return [status[(c.envelope.queue, c.token)] for c in claims]
+            return [int(status[(c.envelope.queue, c.token)]) for c in claims]
 
         return _Op(calls, parse)
 
@@ -443,6 +465,10 @@ class _Plans:
         ])
         return _Op([call], lambda replies: bool(replies[0]))
 
+    def store_many(self, records: Sequence[tuple[str, StoredResult]], ttl: float) -> _Op[None]:
+        """One fenced script call per record (each result key has its own slot), pipelined."""
+        return _Op([self.store(t, r, ttl).calls[0] for t, r in records], lambda _: None)
+
     def get_many(self, task_ids: Sequence[str]) -> _Op[list[StoredResult | None]]:
         if not task_ids:
             return _Op([], lambda _: [])
@@ -457,6 +483,108 @@ class _Plans:
         call = _script(lua.COUNT_MEMBER, [lua.member_key(self.prefix, key)],
                        [member, _ttl_ms(ttl)])
         return _Op([call], lambda replies: int(replies[0]))
+
+
+# -- wires: plans sent on connections of redis-py's pools, without its per-command machinery ---
+
+class _SyncWire:
+    """Sends a list of commands in one write and reads their replies, on a connection of the
+    sync client's pool kept for this store's own use.
+
+    redis-py's per-command path (pool checkout, retry and metrics wrappers) costs about as much
+    as a local round trip itself; here a call is a write and the reads. An error reply is
+    returned in its place (the connection stays usable); any other failure drops the connection.
+    Idle connections are checked for a server-side close before reuse, so a server restart
+    costs no spurious error. Thread-safe: each call holds its own connection.
+    """
+
+    def __init__(self, client: _Client) -> None:
+        self._pool = client.connection_pool
+        self._idle: list[Any] = []
+
+    def call(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        if not commands:
+            return []
+        conn = self._take()
+        try:
+            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            replies = [self._reply(conn) for _ in commands]
+        except BaseException:
+            conn.disconnect()
+            raise
+        self._idle.append(conn)
+        return replies
+
+    @staticmethod
+    def _reply(conn: Any) -> Any:
+        try:
+            return conn.read_response()
+        except ResponseError as exc:
+            return exc
+
+    def _take(self) -> Any:
+        while self._idle:
+            conn = self._idle.pop()
+            try:
+                if not conn.can_read():  # anything readable on an idle connection is an EOF
+                    return conn
+            except (redis.ConnectionError, OSError):
+                pass
+            conn.disconnect()
+        conn = self._pool.make_connection()
+        conn.connect()
+        return conn
+
+    def close(self) -> None:
+        while self._idle:
+            self._idle.pop().disconnect()
+
+
+class _AsyncWire:
+    """The async twin of :class:`_SyncWire`, for one event loop. It also spares the timer that
+    redis-py starts for every read when ``socket_timeout`` is set: the async client runs without
+    one by default and relies on TCP keepalive and TCP_USER_TIMEOUT to notice a dead peer."""
+
+    def __init__(self, client: _Client) -> None:
+        self._pool = client.connection_pool
+        self._idle: list[Any] = []
+
+    async def call(self, commands: list[tuple[Any, ...]]) -> list[Any]:
+        if not commands:
+            return []
+        conn = await self._take()
+        try:
+            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            replies = [await self._reply(conn) for _ in commands]
+        except BaseException:
+            await conn.disconnect(nowait=True)
+            raise
+        self._idle.append(conn)
+        return replies
+
+    @staticmethod
+    async def _reply(conn: Any) -> Any:
+        try:
+            return await conn.read_response()
+        except ResponseError as exc:
+            return exc
+
+    async def _take(self) -> Any:
+        while self._idle:
+            conn = self._idle.pop()
+            # The event loop has already fed a server-side close of an idle connection to its
+            # stream reader; redis-py keeps that reader in ``_reader`` (5.x to 7.x).
+            reader = getattr(conn, "_reader", None)
+            if reader is not None and not reader.at_eof():
+                return conn
+            await conn.disconnect(nowait=True)
+        conn = self._pool.make_connection()
+        await conn.connect()
+        return conn
+
+    async def close(self) -> None:
+        while self._idle:
+            await self._idle.pop().disconnect(nowait=True)
 
 
 # -- the store --------------------------------------------------------------------------------
@@ -494,6 +622,7 @@ class RedisStore(PullBroker, ResultBackend):
         self._target = target
         self._plans = _Plans(target.prefix)
         self._client: _Client = target.make_sync()
+        self._wire = _SyncWire(self._client)
         self._sides: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AsyncSide] = (
             weakref.WeakKeyDictionary())
         self._sides_lock = threading.Lock()
@@ -513,70 +642,38 @@ class RedisStore(PullBroker, ResultBackend):
 
     def _run(self, op: _Op[T]) -> T:
         try:
-            replies = self._send(op.calls)
+            replies = self._wire.call([c.args for c in op.calls])
+            missing = _missing_scripts(replies)
+            if missing:
+                evals = self._wire.call([op.calls[i].as_eval() for i in missing])
+                for i, reply in zip(missing, evals, strict=True):
+                    replies[i] = reply
+            return op.parse(_raise_errors(replies))
         except RedisError as exc:
             raise self._error(exc) from exc
-        return op.parse(replies)
-
-    def _send(self, calls: list[_Call]) -> list[Any]:
-        if len(calls) == 1:
-            try:
-                return [self._client.execute_command(*calls[0].args)]
-            except NoScriptError:
-                return [self._client.execute_command(*calls[0].as_eval())]
-        replies = self._pipeline([c.args for c in calls])
-        missing = _missing_scripts(replies)
-        if missing:
-            evals = [calls[i].as_eval() for i in missing]
-            for i, reply in zip(missing, self._pipeline(evals), strict=True):
-                replies[i] = reply
-        return _raise_errors(replies)
-
-    def _pipeline(self, commands: list[tuple[Any, ...]]) -> list[Any]:
-        if not commands:
-            return []
-        with self._client.pipeline(transaction=False) as pipe:
-            for args in commands:
-                pipe.execute_command(*args)
-            return list(pipe.execute(raise_on_error=False))
 
     async def _arun(self, op: _Op[T]) -> T:
+        wire = self._side().wire
         try:
-            replies = await self._asend(self._side().client, op.calls)
+            replies = await wire.call([c.args for c in op.calls])
+            missing = _missing_scripts(replies)
+            if missing:
+                evals = await wire.call([op.calls[i].as_eval() for i in missing])
+                for i, reply in zip(missing, evals, strict=True):
+                    replies[i] = reply
+            return op.parse(_raise_errors(replies))
         except RedisError as exc:
             raise self._error(exc) from exc
-        return op.parse(replies)
-
-    async def _asend(self, client: _Client, calls: list[_Call]) -> list[Any]:
-        if len(calls) == 1:
-            try:
-                return [await client.execute_command(*calls[0].args)]
-            except NoScriptError:
-                return [await client.execute_command(*calls[0].as_eval())]
-        replies = await self._apipeline(client, [c.args for c in calls])
-        missing = _missing_scripts(replies)
-        if missing:
-            evals = [calls[i].as_eval() for i in missing]
-            for i, reply in zip(missing, await self._apipeline(client, evals), strict=True):
-                replies[i] = reply
-        return _raise_errors(replies)
-
-    @staticmethod
-    async def _apipeline(client: _Client, commands: list[tuple[Any, ...]]) -> list[Any]:
-        if not commands:
-            return []
-        async with client.pipeline(transaction=False) as pipe:
-            for args in commands:
-                pipe.execute_command(*args)
-            return list(await pipe.execute(raise_on_error=False))
 
     def _side(self) -> _AsyncSide:
         loop = asyncio.get_running_loop()
-        with self._sides_lock:
-            side = self._sides.get(loop)
-            if side is None:
-                side = self._sides[loop] = _AsyncSide(self)
-            return side
+        side = self._sides.get(loop)
+        if side is None:
+            with self._sides_lock:
+                side = self._sides.get(loop)
+                if side is None:
+                    side = self._sides[loop] = _AsyncSide(self)
+        return side
 
     # -- setup ---------------------------------------------------------------------------------
     def check_eviction_policy(self) -> None:
@@ -725,6 +822,13 @@ class RedisStore(PullBroker, ResultBackend):
     async def astore(self, task_id: str, record: StoredResult, ttl: float) -> bool:
         return await self._arun(self._plans.store(task_id, record, ttl))
 
+    def store_many(self, records: Sequence[tuple[str, StoredResult]], ttl: float) -> None:
+        """Every record under the fencing rule, in one round trip."""
+        self._run(self._plans.store_many(records, ttl))
+
+    async def astore_many(self, records: Sequence[tuple[str, StoredResult]], ttl: float) -> None:
+        await self._arun(self._plans.store_many(records, ttl))
+
     def get_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
         """One MGET."""
         return self._run(self._plans.get_many(task_ids))
@@ -776,6 +880,7 @@ class RedisStore(PullBroker, ResultBackend):
         """Close the sync client; async clients of other loops are dropped (use aclose on them)."""
         with self._sides_lock:
             self._sides.clear()
+        self._wire.close()
         self._client.close()
 
     async def aclose(self) -> None:
@@ -799,47 +904,65 @@ class _AsyncSide:
 
     def __init__(self, store: RedisStore) -> None:
         self.client: _Client = store._target.make_async()
+        self.wire = _AsyncWire(self.client)
         self.hub = _Hub(self.client, store._error)
         self.acks = _AckBatcher(store)
         self.claimed_at: dict[str, float] = {}
 
     async def aclose(self) -> None:
         await self.hub.aclose()
+        await self.wire.close()
         await self.client.aclose()
 
 
 class _AckBatcher:
-    """Group commit for acks: acks arriving while one round trip is in flight go together in the
-    next one (one script call per queue), so concurrent workers do not pay a round trip each."""
+    """Group commit for acks: an ack goes out at once when none is in flight; acks arriving
+    while one is in flight wait and go together in the next round trip (one script call per
+    queue), so concurrent tasks of one worker do not pay a round trip each."""
 
     def __init__(self, store: RedisStore) -> None:
         self._store = store
+        self._busy = False
         self._pending: list[tuple[Claim, asyncio.Future[int]]] = []
-        self._flusher: asyncio.Task[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None  # referenced so it is not collected
 
     async def ack(self, claim: Claim) -> int:
         """The holder status of ``claim`` after the ack script ran (see redis_scripts.holder)."""
-        future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-        self._pending.append((claim, future))
-        if self._flusher is None or self._flusher.done():
+        if self._busy:
+            future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+            self._pending.append((claim, future))
+            return await future
+        self._busy = True
+        try:
+            (status,) = await self._send([claim])
+        finally:
+            self._next()
+        return status
+
+    async def _send(self, claims: list[Claim]) -> list[int]:
+        return await self._store._arun(self._store._plans.ack(claims))
+
+    def _next(self) -> None:
+        self._busy = bool(self._pending)
+        if self._busy:
             self._flusher = asyncio.ensure_future(self._flush())
-        return await future
 
     async def _flush(self) -> None:
-        while self._pending:
-            batch, self._pending = self._pending[:_ACK_BATCH], self._pending[_ACK_BATCH:]
-            try:
-                statuses = await self._store._arun(self._store._plans.ack([c for c, _ in batch]))
-            except BaseException as exc:
-                for _, future in batch:
-                    if not future.done():
-                        future.set_exception(exc)
-                if not isinstance(exc, Exception):
-                    raise  # cancelled: the waiting acks got the cancellation above
-                continue
+        batch, self._pending = self._pending[:_ACK_BATCH], self._pending[_ACK_BATCH:]
+        try:
+            statuses = await self._send([c for c, _ in batch])
+        except BaseException as exc:
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(exc)
+            if not isinstance(exc, Exception):
+                raise  # cancelled: the waiting acks got the cancellation above
+        else:
             for (_, future), status in zip(batch, statuses, strict=True):
                 if not future.done():
-                    future.set_result(int(status))
+                    future.set_result(status)
+        finally:
+            self._next()
 
 
 class _Hub:
