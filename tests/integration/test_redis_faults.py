@@ -450,6 +450,30 @@ def test_server_sigkilled_and_restarted_under_load_loses_no_acknowledged_publish
     store.close()
 
 
+async def test_restarted_server_without_scripts_is_used_at_once(
+    tmp_path: Path, servers: list[PrivateRedis]
+) -> None:
+    """After a restart every pooled connection is dead and the script cache is empty: the first
+    calls, sync and async, must still succeed (no spurious error, scripts reloaded)."""
+    server = PrivateRedis(tmp_path, "--appendonly", "yes", "--appendfsync", "always").start()
+    servers.append(server)
+    store = open_store(f"redis://127.0.0.1:{server.port}/0?prefix=fresh")
+    first, second = env(), env()
+    store.publish([first])
+    await store.apublish([second])
+    assert store.stats("q").ready == 2
+    server.kill(signal.SIGTERM)
+    server.start()
+    store.publish([env()])
+    await store.apublish([env()])
+    assert store.get("nothing") is None
+    claims, _ = await store._claim(["q"], 10, 30)
+    assert len(claims) == 4 and claims[0].envelope.id == first.id
+    for claim in claims:
+        await store._settle_ack(claim)
+    await store.aclose()
+
+
 def test_opening_a_down_server_names_it_without_the_password() -> None:
     port = free_port()
     with pytest.raises(BrokerUnavailable) as caught:

@@ -46,6 +46,7 @@ import contextlib
 import logging
 import math
 import secrets
+import select
 import socket
 import threading
 import time
@@ -249,7 +250,7 @@ class _Op(Generic[T]):
     parse: Callable[[list[Any]], T]
 
 
-def _script(script: lua.Script, keys: Sequence[str], args: Iterable[Any]) -> _Call:
+def _script(script: lua.Script, keys: Sequence[str | bytes], args: Iterable[Any]) -> _Call:
     return _Call(("EVALSHA", script.sha, len(keys), *keys, *args), script)
 
 
@@ -348,9 +349,20 @@ class _Plans:
     def __init__(self, prefix: str) -> None:
         self.prefix = prefix
         self.registered: set[str] = set()  # queues this process has put in the registry
+        self._key_cache: dict[str, dict[str, bytes]] = {}
+
+    def _keys(self, queue: str) -> dict[str, bytes]:
+        """The queue's keys, encoded once: packing arguments is most of a call's client cost."""
+        keys = self._key_cache.get(queue)
+        if keys is None:
+            keys = {k: v.encode() for k, v in lua.queue_keys(self.prefix, queue).items()}
+            if len(self._key_cache) < 10000:
+                self._key_cache[queue] = keys
+        return keys
 
     def _queue(self, script: lua.Script, queue: str, args: Iterable[Any]) -> _Call:
-        return _script(script, lua.queue_keys(self.prefix, queue), args)
+        keys = self._keys(queue)
+        return _script(script, [keys[k] for k in script.keys], args)
 
     def wake(self, queue: str) -> str:
         return lua.wake_channel(self.prefix, queue)
@@ -435,8 +447,7 @@ class _Plans:
 
     def holding(self, queues: Sequence[str]) -> _Op[list[str]]:
         """The queues among ``queues`` that hold any message (ready, delayed, leased or dead)."""
-        body = lua.QUEUE_KEYS.index("body")
-        calls = [_Call(("EXISTS", lua.queue_keys(self.prefix, q)[body])) for q in queues]
+        calls = [_Call(("EXISTS", self._keys(q)["body"])) for q in queues]
         return _Op(calls, lambda replies: [q for q, n in zip(queues, replies, strict=True) if n])
 
     def count(self, script: lua.Script, queues: Sequence[str], *args: Any) -> _Op[int]:
@@ -540,6 +551,34 @@ class _SyncWire:
             self._idle.pop().disconnect()
 
 
+_UNKNOWN = object()
+
+
+def _readable(fd: int) -> bool:
+    if hasattr(select, "poll"):
+        poller = select.poll()
+        poller.register(fd, select.POLLIN)
+        return bool(poller.poll(0))
+    return bool(select.select([fd], [], [], 0)[0])
+
+
+def _closed_by_server(conn: Any) -> bool:
+    """Whether an idle async connection is unusable: closed, or readable (an EOF: an idle
+    connection has nothing else to read). The socket is asked directly because the event loop
+    may not have run since the server went away. redis-py keeps the stream pair in ``_reader``
+    and ``_writer`` (5.x to 7.x); without them the check is skipped."""
+    reader: Any = getattr(conn, "_reader", _UNKNOWN)
+    writer: Any = getattr(conn, "_writer", _UNKNOWN)
+    if reader is None or writer is None:
+        return True
+    if reader is _UNKNOWN or writer is _UNKNOWN:
+        return False
+    if reader.at_eof():
+        return True
+    sock = writer.get_extra_info("socket")
+    return sock is not None and _readable(sock.fileno())
+
+
 class _AsyncWire:
     """The async twin of :class:`_SyncWire`, for one event loop. It also spares the timer that
     redis-py starts for every read when ``socket_timeout`` is set: the async client runs without
@@ -572,10 +611,7 @@ class _AsyncWire:
     async def _take(self) -> Any:
         while self._idle:
             conn = self._idle.pop()
-            # The event loop has already fed a server-side close of an idle connection to its
-            # stream reader; redis-py keeps that reader in ``_reader`` (5.x to 7.x).
-            reader = getattr(conn, "_reader", None)
-            if reader is not None and not reader.at_eof():
+            if not _closed_by_server(conn):
                 return conn
             await conn.disconnect(nowait=True)
         conn = self._pool.make_connection()
@@ -985,7 +1021,7 @@ class _Hub:
         self._waiters: dict[str, set[asyncio.Future[None]]] = {}
         self._heard: dict[str, float] = {}
         self._reader: asyncio.Task[None] | None = None
-        self._connecting = asyncio.Lock()
+        self._sending = asyncio.Lock()
 
     def _wanted(self) -> set[str]:
         return self._kept | {c for c, n in self._held.items() if n > 0}
@@ -1035,8 +1071,7 @@ class _Hub:
         loop = asyncio.get_running_loop()
         confirmations = [self._confirming.setdefault(c, loop.create_future()) for c in new]
         try:
-            pubsub = await self._connect()
-            await pubsub.subscribe(*new)
+            await self._subscribe(new)
             self._start_reader()
             await asyncio.wait_for(
                 asyncio.gather(*(asyncio.shield(f) for f in confirmations)), _CONFIRM_TIMEOUT)
@@ -1046,23 +1081,25 @@ class _Hub:
             raise self._error(redis.TimeoutError("no confirmation of SUBSCRIBE")) from exc
         return True
 
+    async def _subscribe(self, channels: Iterable[str]) -> None:
+        """SUBSCRIBE on the shared connection, opening it (with every wanted channel) if there
+        is none. One sender at a time: redis-py's PubSub opens a second connection when two
+        tasks connect it at once, and the reader would never see the second one's messages."""
+        async with self._sending:
+            if self._pubsub is None:
+                channels = self._wanted().union(channels)
+                if not channels:
+                    return
+                self._pubsub = self._client.pubsub()
+            await self._pubsub.subscribe(*channels)
+
     async def _drop(self, channel: str) -> None:
         # Forget it now: a new holder must subscribe again, not trust a dying subscription.
         self._live.discard(channel)
-        if self._pubsub is not None and channel not in self._wanted():
-            with contextlib.suppress(RedisError, OSError):
-                await self._pubsub.unsubscribe(channel)
-
-    async def _connect(self) -> _Client:
-        async with self._connecting:
-            if self._pubsub is None:
-                pubsub = self._client.pubsub()
-                wanted = self._wanted() - set(self._confirming)
-                if wanted:
-                    # Confirmations of these come to the reader; waiters are woken on reconnect.
-                    await pubsub.subscribe(*wanted)
-                self._pubsub = pubsub
-            return self._pubsub
+        async with self._sending:
+            if self._pubsub is not None and channel not in self._wanted():
+                with contextlib.suppress(RedisError, OSError):
+                    await self._pubsub.unsubscribe(channel)
 
     def _start_reader(self) -> None:
         if self._reader is None or self._reader.done():
@@ -1072,8 +1109,11 @@ class _Hub:
         failures = 0
         while self._wanted() or self._confirming:
             try:
-                pubsub = await self._connect()
-                message = await pubsub.get_message(timeout=_READ_SLICE)
+                if self._pubsub is None:  # lost: resubscribe whatever is still wanted
+                    await self._subscribe(())
+                if self._pubsub is None:
+                    break
+                message = await self._pubsub.get_message(timeout=_READ_SLICE)
             except (RedisError, OSError) as exc:
                 failures += 1
                 await self._lose(exc)

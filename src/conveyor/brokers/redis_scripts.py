@@ -2,7 +2,8 @@
 
 Every queue ``Q`` under the prefix ``P`` keeps its keys behind one hash tag, ``{P:Q}``, so each
 script below touches a single hash slot (Redis Cluster executes a script only when all its keys
-live in one slot). The keys, in the order every queue script receives them as ``KEYS``:
+live in one slot). The keys of a queue (each script receives, as ``KEYS``, the ones it uses, in
+this order):
 
 =========== ====== ==========================================================================
 ``ready``   zset   due messages, scored ``(9 - priority) * 2^44 + sequence`` (9 first, FIFO)
@@ -32,8 +33,8 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass, field
 
-#: The keys of one queue, in the order the queue scripts receive them. The single declaration of
-#: the layout: the Lua prelude below binds these names to ``KEYS[i]`` from this tuple.
+#: The keys of one queue: the single declaration of the layout. Each queue script names the ones
+#: it uses; it receives them in this order, and its Lua prelude binds them to these names.
 QUEUE_KEYS = ("ready", "delayed", "leased", "dead", "body", "meta", "att", "tok", "why", "seq")
 
 #: One priority band holds 2^44 sequence numbers; ten bands stay below 2^53, exact in a double.
@@ -43,10 +44,10 @@ BAND = 2**44
 MAX_CLAIM = 1000
 
 
-def queue_keys(prefix: str, queue: str) -> list[str]:
-    """The keys of ``queue``, in :data:`QUEUE_KEYS` order, all behind the hash tag ``{P:Q}``."""
+def queue_keys(prefix: str, queue: str) -> dict[str, str]:
+    """The keys of ``queue`` by name, all behind the hash tag ``{P:Q}``."""
     tag = f"{{{prefix}:{queue}}}"
-    return [f"{tag}:{name}" for name in QUEUE_KEYS]
+    return {name: f"{tag}:{name}" for name in QUEUE_KEYS}
 
 
 def registry_key(prefix: str) -> str:
@@ -76,19 +77,19 @@ def member_key(prefix: str, key: str) -> str:
 
 @dataclass(frozen=True)
 class Script:
-    """A Lua script, run with EVALSHA and loaded with EVAL when the server does not know it."""
+    """A Lua script, run with EVALSHA and loaded with EVAL when the server does not know it.
+    ``keys`` names the queue keys a queue script receives (empty for the others)."""
 
     name: str
     source: str
+    keys: tuple[str, ...] = ()
     sha: str = field(init=False)
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
 
 
-_BINDINGS = "\n".join(f"local {name} = KEYS[{i}]" for i, name in enumerate(QUEUE_KEYS, 1))
-
-_PRELUDE = _BINDINGS + f"""
+_PRELUDE = f"""
 local BAND = {BAND}
 
 local function now()
@@ -165,13 +166,21 @@ end
 """
 
 
-def _queue_script(name: str, body: str) -> Script:
-    return Script(name, _PRELUDE + body)
+def _queue_script(name: str, keys: str, body: str) -> Script:
+    """A script over the queue keys named in ``keys``; the other names are bound to nil, so a
+    helper that needs a key the script was not given fails loudly instead of touching another."""
+    used = tuple(k for k in QUEUE_KEYS if k in keys.split())
+    if len(used) != len(keys.split()):
+        raise ValueError(f"{name}: unknown keys in {keys!r}")
+    bindings = "\n".join(
+        f"local {k} = KEYS[{used.index(k) + 1}]" if k in used else f"local {k} = nil"
+        for k in QUEUE_KEYS)
+    return Script(name, bindings + "\n" + _PRELUDE + body, used)
 
 
 # ARGV: wake channel, then five per message: id, body, priority, content type, eta ('' if none).
 # An id already present in the queue is left alone, so re-sending a publish is harmless.
-PUBLISH = _queue_script("publish", """
+PUBLISH = _queue_script("publish", "ready delayed body meta seq", """
 local t = now()
 local n = (#ARGV - 1) / 5
 local first = redis.call('INCRBY', seq, n) - n + 1
@@ -196,7 +205,7 @@ return added
 
 # ARGV: limit, lease seconds, token prefix. Returns {next due, {id, body, meta, attempt, token,
 # ready score, ...}}. Due delayed messages and expired leases go back to ready first.
-CLAIM = _queue_script("claim", """
+CLAIM = _queue_script("claim", "ready delayed leased body meta att tok", """
 local t = now()
 promote(t)
 local out = {}
@@ -230,14 +239,14 @@ return {next_due(t), out}
 
 # ARGV: limit. Returns {next due, {id, score, ...}}: the first `limit` ready messages, after
 # promoting due ones, so a consumer of several queues can pick across them by priority.
-PEEK = _queue_script("peek", """
+PEEK = _queue_script("peek", "ready delayed leased meta tok", """
 local t = now()
 promote(t)
 return {next_due(t), redis.call('ZRANGE', ready, 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')}
 """)
 
 # ARGV: id, token, id, token, ... Returns one status per pair (see `holder`).
-ACK = _queue_script("ack", """
+ACK = _queue_script("ack", "leased dead body meta att tok", """
 local out = {}
 for i = 1, #ARGV, 2 do
   local id = ARGV[i]
@@ -254,7 +263,7 @@ return out
 """)
 
 # ARGV: id, token, delay seconds, wake channel[, new body]. Returns the holder status.
-RETRY = _queue_script("retry", """
+RETRY = _queue_script("retry", "ready delayed leased dead body meta tok seq", """
 local id = ARGV[1]
 local status = holder(id, ARGV[2])
 if status ~= 1 then return status end
@@ -273,7 +282,7 @@ return 1
 """)
 
 # ARGV: id, token, reason. Returns the holder status.
-DEAD = _queue_script("dead", """
+DEAD = _queue_script("dead", "leased dead body tok why", """
 local id = ARGV[1]
 local status = holder(id, ARGV[2])
 if status ~= 1 then return status end
@@ -284,7 +293,7 @@ return 1
 """)
 
 # ARGV: id, token, wake channel. Back to its old place in ready. Returns the holder status.
-RELEASE = _queue_script("release", """
+RELEASE = _queue_script("release", "ready leased dead body meta tok", """
 local id = ARGV[1]
 local status = holder(id, ARGV[2])
 if status ~= 1 then return status end
@@ -295,7 +304,7 @@ return 1
 """)
 
 # ARGV: lease seconds, id, token, id, token, ... Returns the tokens that no longer hold a lease.
-RENEW = _queue_script("renew", """
+RENEW = _queue_script("renew", "leased tok", """
 local expiry = fmt_time(now() + tonumber(ARGV[1]))
 local lost = {}
 for i = 2, #ARGV, 2 do
@@ -309,7 +318,7 @@ return lost
 """)
 
 # Returns {ready, in flight, delayed, dead}; expired leases and due ETAs count as ready.
-STATS = _queue_script("stats", """
+STATS = _queue_script("stats", "ready delayed leased dead", """
 local t = now()
 local due = redis.call('ZCOUNT', delayed, '-inf', t)
 local expired = redis.call('ZCOUNT', leased, '-inf', t)
@@ -331,7 +340,7 @@ end
 """
 
 # Deletes the ready and delayed messages (not in-flight, not dead). Returns how many.
-PURGE = _queue_script("purge", _FORGET + """
+PURGE = _queue_script("purge", "ready delayed body meta att", _FORGET + """
 local ids = redis.call('ZRANGE', ready, 0, -1)
 for _, id in ipairs(redis.call('ZRANGE', delayed, 0, -1)) do ids[#ids + 1] = id end
 forget_all(ids, {body, meta, att})
@@ -340,7 +349,7 @@ return #ids
 """)
 
 # ARGV: limit. Returns {id, failed at, body, meta, reason, ...}, oldest first.
-DEAD_LETTERS = _queue_script("dead_letters", """
+DEAD_LETTERS = _queue_script("dead_letters", "dead body meta why", """
 local found = redis.call('ZRANGE', dead, 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')
 local out = {}
 for i = 1, #found, 2 do
@@ -354,7 +363,7 @@ return out
 """)
 
 # ARGV: wake channel, then the ids to replay (none: every dead letter). Returns how many moved.
-REPLAY = _queue_script("replay", """
+REPLAY = _queue_script("replay", "ready dead meta why seq", """
 local ids = {}
 if #ARGV > 1 then
   for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
@@ -374,7 +383,7 @@ return moved
 """)
 
 # Deletes every dead letter of the queue. Returns how many.
-PURGE_DEAD = _queue_script("purge_dead", _FORGET + """
+PURGE_DEAD = _queue_script("purge_dead", "dead body meta att why", _FORGET + """
 local ids = redis.call('ZRANGE', dead, 0, -1)
 forget_all(ids, {body, meta, att, why})
 redis.call('DEL', dead)
