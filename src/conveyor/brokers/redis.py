@@ -43,6 +43,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import importlib
 import logging
 import math
 import secrets
@@ -498,6 +499,23 @@ class _Plans:
 
 # -- wires: plans sent on connections of redis-py's pools, without its per-command machinery ---
 
+def _optional(module: str) -> Any:
+    try:
+        return importlib.import_module(module)
+    except ImportError:  # pragma: no cover - redis-py works without hiredis, only slower
+        return None
+
+
+hiredis = _optional("hiredis")
+
+
+def _pack(conn: Any, commands: list[tuple[Any, ...]]) -> Any:
+    """RESP for ``commands``: hiredis packs in C (redis-py's async client packs in Python)."""
+    if hiredis is None:
+        return conn.pack_commands(commands)
+    return [b"".join([hiredis.pack_command(c) for c in commands])]
+
+
 class _SyncWire:
     """Sends a list of commands in one write and reads their replies, on a connection of the
     sync client's pool kept for this store's own use.
@@ -518,7 +536,7 @@ class _SyncWire:
             return []
         conn = self._take()
         try:
-            conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            conn.send_packed_command(_pack(conn, commands), check_health=False)
             replies = [self._reply(conn) for _ in commands]
         except BaseException:
             conn.disconnect()
@@ -593,7 +611,7 @@ class _AsyncWire:
             return []
         conn = await self._take()
         try:
-            await conn.send_packed_command(conn.pack_commands(commands), check_health=False)
+            await conn.send_packed_command(_pack(conn, commands), check_health=False)
             replies = [await self._reply(conn) for _ in commands]
         except BaseException:
             await conn.disconnect(nowait=True)
