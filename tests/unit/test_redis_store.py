@@ -70,6 +70,9 @@ def test_mask_hides_every_password(url: str, masked: str) -> None:
     ("redis://127.0.0.1:6379/0?prefix=a{b}", "braces"),
     ("redis+sentinel://:pw@s1:26379,s2:26379", "expected redis\\+sentinel://"),
     ("redis+sentinel://:pw@s1:26379/main?bogus=1", "unknown options"),
+    ("redis+sentinel://:pw@s1:x/main", "invalid literal"),
+    ("redis://:pw@127.0.0.1:6379/0?bogus=1", "bogus"),
+    ("redis://:pw@127.0.0.1:6379/0?socket_timeout=soon", "socket_timeout"),
 ])
 def test_bad_urls_are_configuration_errors_without_the_password(url: str, problem: str) -> None:
     with pytest.raises(ConfigurationError, match=problem) as caught:

@@ -34,8 +34,18 @@ Failures: redis-py's connection and timeout errors become :class:`BrokerUnavaila
 module's boundary. Producers see them at once (redis-py's own retries are disabled: re-sending a
 script whose reply was lost could claim twice). Consumers ride out an outage: a failed claim
 reports "nothing yet, look again after a capped exponential backoff" to the consumer loop, a
-failed wait sleeps, a failed renewal is logged and tried again at the next renewal, and the
-pub/sub connection reconnects by itself.
+failed wait sleeps, a failed renewal is logged and tried again at the next renewal (a lease that
+ran out meanwhile is simply lost), a failed release is logged (the lease expiry returns the
+message), and the pub/sub connection reconnects by itself. Acks, retries and dead-letters raise,
+and the message is redelivered after its lease: delivery is at least once.
+
+Round trips: a publish of any size is one (one script per queue in a pipeline); a claim of up to
+``limit`` messages is one (two for several queues); each settle is one, and acks issued while
+another is in flight share the next one. Commands go out on connections of redis-py's pools but
+without its per-command machinery (see :class:`_SyncWire`), packed by hiredis.
+
+Republishing an id that is still in its queue (ready, delayed, in flight or dead) leaves the
+queue as it is, so a producer may safely repeat a publish whose reply it did not get.
 """
 
 from __future__ import annotations
@@ -118,9 +128,15 @@ def open_store(url: str, **options: Any) -> RedisStore:
     ``max_connections``). Raises ConfigurationError for a bad URL or an evicting server and
     BrokerUnavailable when the server cannot be reached.
     """
-    store = RedisStore(_parse_target(url, dict(options)))
     try:
-        store.check_eviction_policy()
+        store = RedisStore(_parse_target(url, dict(options)))
+    except (TypeError, ValueError) as exc:  # bad values or options, reported by redis-py
+        raise ConfigurationError(f"{mask(url)}: {exc}") from exc
+    try:
+        store.check_eviction_policy()  # also the first connection: unknown options show here
+    except (TypeError, ValueError) as exc:
+        store.close()
+        raise ConfigurationError(f"{mask(url)}: {exc}") from exc
     except BaseException:
         store.close()
         raise
