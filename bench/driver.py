@@ -28,7 +28,7 @@ import psutil
 
 from bench import common
 from bench.adapter import Adapter, NotAvailable
-from bench.libs import LIBS
+from bench.libs import LIBS, VARIANTS
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POLL = 0.02  # how often the driver looks at the completion counter
@@ -96,7 +96,8 @@ class Workers:
 
 
 class MemorySampler(threading.Thread):
-    """Peak of the summed RSS (and, less often, PSS) of the worker process trees."""
+    """Peak of the summed RSS (and, less often, PSS) of the worker process trees, and the CPU
+    time they used (the last reading of each process, so one that exits still counts)."""
 
     def __init__(self, workers: Workers) -> None:
         super().__init__(daemon=True)
@@ -106,6 +107,7 @@ class MemorySampler(threading.Thread):
         self.peak_pss = 0
         self.peak_procs = 0
         self.samples = 0
+        self.cpu: dict[int, float] = {}
 
     def run(self) -> None:
         while not self.stopped.is_set():
@@ -120,6 +122,8 @@ class MemorySampler(threading.Thread):
                         pss += info.pss
                     else:
                         rss += p.memory_info().rss
+                    t = p.cpu_times()
+                    self.cpu[p.pid] = t.user + t.system
                 except (psutil.NoSuchProcess, psutil.AccessDenied):
                     continue
             self.peak_rss = max(self.peak_rss, rss)
@@ -166,6 +170,32 @@ def delete_keys(patterns: list[str]) -> int:
     return deleted
 
 
+def redis_server() -> psutil.Process | None:
+    """The Redis server process when it runs on this machine (to read its CPU time)."""
+    if common.BACKEND != "redis":
+        return None
+    import redis
+
+    client = redis.Redis.from_url(common.REDIS_URL)
+    try:
+        pid = int(client.info("server")["process_id"])
+        return psutil.Process(pid)
+    except (psutil.Error, KeyError, ValueError):
+        return None
+    finally:
+        client.close()
+
+
+def cpu_of(proc: psutil.Process | None) -> float:
+    if proc is None:
+        return 0.0
+    try:
+        t = proc.cpu_times()
+        return t.user + t.system
+    except psutil.Error:
+        return 0.0
+
+
 # -- scenarios -------------------------------------------------------------------------------
 def wait_for(predicate: Any, timeout: float, workers: Workers | None = None) -> bool:
     deadline = time.perf_counter() + timeout
@@ -201,13 +231,16 @@ def e2e(ad: Adapter, n: int, timeout: float) -> dict[str, Any]:
     prefill_s = time.perf_counter() - t0
     workers = Workers(ad.worker_argvs(), ad.worker_env())
     sampler = MemorySampler(workers)
+    server = redis_server()
     try:
+        server_cpu = cpu_of(server)
         t0 = time.perf_counter()
         workers.start()
         sampler.start()
         finished = wait_for(lambda: common.done_count() >= n, timeout, workers)
         dt = time.perf_counter() - t0
         done = common.done_count()
+        server_cpu = cpu_of(server) - server_cpu
         sampler.stop()
         checked = ad.verify(n) if finished else {}
     finally:
@@ -217,7 +250,10 @@ def e2e(ad: Adapter, n: int, timeout: float) -> dict[str, Any]:
     out = {"n": n, "done": done, "seconds": dt, "rate": done / dt, "timed_out": not finished,
            "prefill_seconds": prefill_s, "peak_rss_mb": sampler.peak_rss / 2**20,
            "peak_pss_mb": sampler.peak_pss / 2**20, "processes": sampler.peak_procs,
-           "rss_samples": sampler.samples, **checked}
+           "rss_samples": sampler.samples, "worker_cpu_seconds": sum(sampler.cpu.values()),
+           "cpu_ms_per_task": 1000 * sum(sampler.cpu.values()) / max(done, 1), **checked}
+    if server is not None:
+        out["redis_cpu_ms_per_task"] = 1000 * server_cpu / max(done, 1)
     if not finished:
         out["log_tail"] = workers.log_tail(600)
     return out
@@ -290,6 +326,8 @@ def main() -> None:
                               "scenario": args.scenario}
     ad: Adapter | None = None
     try:
+        if args.lib in VARIANTS:  # before the import: the module and its workers read it
+            os.environ["BENCH_VARIANT"] = VARIANTS[args.lib]
         module = importlib.import_module(LIBS[args.lib][0])
         ad = module.Adapter_()
         result.update(SCENARIOS[args.scenario](ad, args.n, args.timeout))

@@ -53,7 +53,11 @@ LIBS: dict[str, tuple[tuple[str, ...], str]] = {
     "arq": (("redis",), ".venv-bench-arq"),
     "rq": (("redis",), ".venv-bench"),
     "taskiq": (("redis",), ".venv-bench-taskiq"),
+    # opt-in variants of Conveyor (see bench/libs/conveyor_lib.py)
+    "conveyor-async": (("sqlite", "redis"), ".venv-bench"),
+    "conveyor-noresult": (("sqlite", "redis"), ".venv-bench"),
 }
+DEFAULT_LIBS = ("conveyor", "huey", "celery", "dramatiq", "arq", "rq", "taskiq")
 SCENARIOS = ("single", "bulk", "e2e", "idle")
 PACKAGES = ("conveyor-tasks", "huey", "celery", "kombu", "dramatiq", "arq", "rq", "taskiq",
             "taskiq-redis", "redis", "hiredis", "psutil")
@@ -164,6 +168,8 @@ COLUMNS = [  # (title, scenario, field, higher is better)
     ("single enqueue /s", "single", "rate", True),
     ("bulk enqueue /s", "bulk", "rate", True),
     ("e2e tasks/s", "e2e", "rate", True),
+    ("worker CPU ms/task", "e2e", "cpu_ms_per_task", False),
+    ("Redis CPU ms/task", "e2e", "redis_cpu_ms_per_task", False),
     ("idle p50 ms", "idle", "p50_ms", False),
     ("idle p99 ms", "idle", "p99_ms", False),
     ("idle CPU %", "idle", "idle_cpu_percent", False),
@@ -203,11 +209,12 @@ def table(results: list[dict[str, Any]], backend: str, libs: list[str]) -> str:
     """A markdown table: one row per library, each peer cell with Conveyor ÷ peer."""
     present = [lib for lib in libs if any(r["backend"] == backend and r["lib"] == lib
                                           for r in results)]
-    lines = ["| library | " + " | ".join(c[0] for c in COLUMNS) + " |",
-             "|---" * (len(COLUMNS) + 1) + "|"]
+    columns = [c for c in COLUMNS if backend == "redis" or not c[2].startswith("redis")]
+    lines = ["| library | " + " | ".join(c[0] for c in columns) + " |",
+             "|---" * (len(columns) + 1) + "|"]
     for lib in present:
         cells = []
-        for _, scenario, field, _ in COLUMNS:
+        for _, scenario, field, _ in columns:
             v = value(results, backend, lib, scenario, field)
             ours = value(results, backend, "conveyor", scenario, field)
             cell = fmt(v)
@@ -289,8 +296,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--only", choices=("sqlite", "redis"), help="one broker only")
-    parser.add_argument("--libs", default=",".join(LIBS),
-                        help="comma-separated libraries (default: all)")
+    parser.add_argument("--libs", default=",".join(DEFAULT_LIBS),
+                        help="comma-separated libraries (default: all peers; the variants"
+                             " conveyor-async and conveyor-noresult only when named)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help="comma-separated scenarios: single,bulk,e2e,idle")
     parser.add_argument("--n", type=int, default=20_000,

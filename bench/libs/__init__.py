@@ -5,6 +5,10 @@ from __future__ import annotations
 
 #: name -> (module, backends it runs on)
 LIBS: dict[str, tuple[str, tuple[str, ...]]] = {
+    # Conveyor variants, only run when named with --libs (BENCH_VARIANT tells the module):
+    # async task bodies (no thread hop), and tasks without result records.
+    "conveyor-async": ("bench.libs.conveyor_lib", ("sqlite", "redis")),
+    "conveyor-noresult": ("bench.libs.conveyor_lib", ("sqlite", "redis")),
     "conveyor": ("bench.libs.conveyor_lib", ("sqlite", "redis")),
     "huey": ("bench.libs.huey_lib", ("sqlite", "redis")),
     "celery": ("bench.libs.celery_lib", ("redis",)),
@@ -13,3 +17,6 @@ LIBS: dict[str, tuple[str, tuple[str, ...]]] = {
     "rq": ("bench.libs.rq_lib", ("redis",)),
     "taskiq": ("bench.libs.taskiq_lib", ("redis",)),
 }
+
+#: name -> BENCH_VARIANT for the variants above
+VARIANTS = {"conveyor-async": "async", "conveyor-noresult": "noresult"}
