@@ -654,7 +654,8 @@ class _AsyncWire:
 
     async def close(self) -> None:
         while self._idle:
-            await self._idle.pop().disconnect(nowait=True)
+            with contextlib.suppress(RedisError, OSError):
+                await self._idle.pop().disconnect()
 
 
 # -- the store --------------------------------------------------------------------------------
@@ -952,6 +953,8 @@ class RedisStore(PullBroker, ResultBackend):
             self._sides.clear()
         self._wire.close()
         self._client.close()
+        for sentinel in _sentinel_clients(self._client):
+            sentinel.close()
 
     async def aclose(self) -> None:
         """Close the running loop's async client and pub/sub connection, then the sync client."""
@@ -960,6 +963,13 @@ class RedisStore(PullBroker, ResultBackend):
         if side is not None:
             await side.aclose()
         self.close()
+
+
+def _sentinel_clients(client: _Client) -> list[Any]:
+    """The clients a sentinel-managed pool asks for the master (closing the master's client
+    leaves them open)."""
+    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    return list(getattr(manager, "sentinels", []))
 
 
 def _text(value: bytes | str) -> str:
@@ -983,6 +993,8 @@ class _AsyncSide:
         await self.hub.aclose()
         await self.wire.close()
         await self.client.aclose()
+        for sentinel in _sentinel_clients(self.client):
+            await sentinel.aclose()
 
 
 class _AckBatcher:
