@@ -741,6 +741,9 @@ class RedisStore(PullBroker, ResultBackend):
         side = self._sides.get(loop)
         if side is None:
             with self._sides_lock:
+                # A side refers to its loop, so it would keep a finished loop alive in the dict.
+                for finished in [other for other in self._sides if other.is_closed()]:
+                    del self._sides[finished]
                 side = self._sides.get(loop)
                 if side is None:
                     side = self._sides[loop] = _AsyncSide(self)
@@ -980,7 +983,12 @@ def _text(value: bytes | str) -> str:
 
 class _AsyncSide:
     """What a store keeps per event loop: the async client, the pub/sub hub and the ack batcher,
-    and when each queue's last claim started (for :meth:`RedisStore._wait`)."""
+    and when each queue's last claim started (for :meth:`RedisStore._wait`).
+
+    Its connections are closed by :meth:`RedisStore.aclose`, or else when ``asyncio.run`` ends
+    the loop: the side parks an async generator, and the loop closes every open async generator
+    (running its ``finally``) before it closes itself.
+    """
 
     def __init__(self, store: RedisStore) -> None:
         self.client: _Client = store._target.make_async()
@@ -988,8 +996,22 @@ class _AsyncSide:
         self.hub = _Hub(self.client, store._error)
         self.acks = _AckBatcher(store)
         self.claimed_at: dict[str, float] = {}
+        self._closed = False
+        self._guard = self._close_with_loop()
+        step: Any = self._guard.__anext__()  # runs to the yield: the loop now tracks it
+        with contextlib.suppress(StopIteration):
+            step.send(None)
+
+    async def _close_with_loop(self) -> AsyncIterator[None]:
+        try:
+            yield
+        finally:
+            await self.aclose()
 
     async def aclose(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
         await self.hub.aclose()
         await self.wire.close()
         await self.client.aclose()
