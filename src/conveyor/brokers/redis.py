@@ -203,24 +203,12 @@ def _sentinel_target(url: str, netloc: str, path: str, query: dict[str, str], pr
                      secret: str | None, kwargs: dict[str, Any]) -> _Target:
     """``redis+sentinel://[user:pw@]h1:p1,h2:p2/service[/db]``: the master of ``service``."""
     userinfo, _, hosts = netloc.rpartition("@")
-    user, _, password = userinfo.partition(":")
     segments = [s for s in path.split("/") if s]
     if not segments or not hosts:
         raise ConfigurationError(f"{mask(url)!r}: expected redis+sentinel://host:port,.../service")
     sentinels = [_host_port(h, 26379) for h in hosts.split(",")]
     service = unquote(segments[0])
-    options = dict(kwargs, db=int(segments[1]) if len(segments) > 1 else 0)
-    for name in ("socket_timeout", "socket_connect_timeout"):
-        if name in query:
-            options[name] = float(query.pop(name))
-    sentinel_password = query.pop("sentinel_password", None)
-    unknown = set(query)
-    if unknown:
-        raise ConfigurationError(f"{mask(url)!r}: unknown options {sorted(unknown)}")
-    if user:
-        options["username"] = unquote(user)
-    if password:
-        options["password"] = unquote(password)
+    options, sentinel_password = _sentinel_options(url, userinfo, segments, query, kwargs)
 
     def make(module: Any, defaults: dict[str, Any]) -> _Client:
         merged = {**defaults, **options}
@@ -232,6 +220,24 @@ def _sentinel_target(url: str, netloc: str, path: str, query: dict[str, str], pr
 
     return _Target(mask(url), prefix, secret, lambda: make(redis.sentinel, _SYNC_DEFAULTS),
                    lambda: make(redis.asyncio.sentinel, _ASYNC_DEFAULTS))
+
+
+def _sentinel_options(url: str, userinfo: str, segments: list[str], query: dict[str, str],
+                      kwargs: dict[str, Any]) -> tuple[dict[str, Any], str | None]:
+    """The master's connection options from a sentinel URL, and the sentinels' password."""
+    options = dict(kwargs, db=int(segments[1]) if len(segments) > 1 else 0)
+    for name in ("socket_timeout", "socket_connect_timeout"):
+        if name in query:
+            options[name] = float(query.pop(name))
+    sentinel_password = query.pop("sentinel_password", None)
+    if query:
+        raise ConfigurationError(f"{mask(url)!r}: unknown options {sorted(query)}")
+    user, _, password = userinfo.partition(":")
+    if user:
+        options["username"] = unquote(user)
+    if password:
+        options["password"] = unquote(password)
+    return options, sentinel_password
 
 
 def _host_port(text: str, default: int) -> tuple[str, int]:
