@@ -42,7 +42,8 @@ class Workers:
 
     def __init__(self, argvs: list[list[str]], env: dict[str, str]) -> None:
         self.argvs = argvs
-        self.env = {**os.environ, **env, "PYTHONPATH": REPO, "PYTHONUNBUFFERED": "1"}
+        self.env = {**os.environ, **env, "PYTHONPATH": os.environ.get("PYTHONPATH", REPO),
+                    "PYTHONUNBUFFERED": "1"}
         self.procs: list[subprocess.Popen[bytes]] = []
         self.logs: list[str] = []
 
@@ -329,6 +330,8 @@ def main() -> None:
         if args.lib in VARIANTS:  # before the import: the module and its workers read it
             os.environ["BENCH_VARIANT"] = VARIANTS[args.lib]
         module = importlib.import_module(LIBS[args.lib][0])
+        if "conveyor" in sys.modules:
+            result["conveyor_from"] = os.path.dirname(sys.modules["conveyor"].__file__ or "")
         ad = module.Adapter_()
         result.update(SCENARIOS[args.scenario](ad, args.n, args.timeout))
         result["ok"] = True

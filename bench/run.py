@@ -121,13 +121,40 @@ def redis_info(url: str) -> dict[str, str] | None:
 
 
 # -- running one driver ----------------------------------------------------------------------
+# -- which Conveyor ----------------------------------------------------------------------------
+def git(*args: str) -> str:
+    done = subprocess.run(["git", "-C", REPO, *args], capture_output=True, text=True)
+    return done.stdout.strip() if done.returncode == 0 else ""
+
+
+def conveyor_source(rev: str | None, scratch: str) -> tuple[str | None, dict[str, Any]]:
+    """Where drivers and workers import Conveyor from, and how to name it in the results.
+
+    By default the working tree (the bench venv's editable install). With ``rev``, that commit's
+    ``src/`` is exported to ``scratch`` and put first on PYTHONPATH: other people's uncommitted
+    edits in a shared tree then do not leak into the figures."""
+    if rev is None:
+        dirty = bool(git("status", "--porcelain", "--", "src"))
+        return None, {"source": "working tree", "commit": git("rev-parse", "--short", "HEAD"),
+                      "uncommitted_changes_in_src": dirty}
+    sha = git("rev-parse", "--verify", f"{rev}^{{commit}}")
+    if not sha:
+        raise SystemExit(f"unknown revision {rev!r}")
+    archive = subprocess.run(["git", "-C", REPO, "archive", sha, "src"], capture_output=True,
+                             check=True).stdout
+    subprocess.run(["tar", "-x", "-C", scratch], input=archive, check=True)
+    return os.path.join(scratch, "src"), {"source": "commit", "commit": sha[:12],
+                                          "subject": git("log", "-1", "--format=%s", sha)}
+
+
 def run_driver(python: str, lib: str, backend: str, scenario: str, n: int, *, run_id: str,
-               redis_url: str, wait: float) -> dict[str, Any]:
+               redis_url: str, wait: float, src: str | None) -> dict[str, Any]:
     workdir = tempfile.mkdtemp(prefix=f"cvb-{lib}-{scenario}-")
     out = os.path.join(workdir, "result.json")
     ns = f"cvb-{run_id}-{backend[0]}-{lib}-{scenario}"
     env = {**os.environ, "BENCH_BACKEND": backend, "BENCH_DIR": workdir, "BENCH_NS": ns,
-           "BENCH_REDIS": redis_url, "BENCH_QUEUE": f"{ns}-q", "PYTHONPATH": REPO}
+           "BENCH_REDIS": redis_url, "BENCH_QUEUE": f"{ns}-q",
+           "PYTHONPATH": REPO if src is None else f"{src}{os.pathsep}{REPO}"}
     env.pop("CONVEYOR_BROKER_URL", None)
     argv = [python, "-m", "bench.driver", "--lib", lib, "--scenario", scenario, "--n", str(n),
             "--timeout", str(wait), "--out", out]
@@ -315,6 +342,9 @@ def main() -> None:
     parser.add_argument("--python", default=None,
                         help="one interpreter for every library (default: the bench venvs)")
     parser.add_argument("--out", default=None, help="result file (default bench/results/…)")
+    parser.add_argument("--conveyor-rev", default=None, metavar="REV",
+                        help="benchmark Conveyor as of this commit (e.g. HEAD) instead of the"
+                             " working tree")
     args = parser.parse_args()
 
     libs = [x.strip() for x in args.libs.split(",") if x.strip()]
@@ -331,6 +361,8 @@ def main() -> None:
     single_n = args.single_n or max(1, args.n // 10)
     counts = {"single": single_n, "bulk": args.n, "e2e": args.n, "idle": args.latency_n}
 
+    scratch = tempfile.mkdtemp(prefix="cvb-src-")
+    src, conveyor = conveyor_source(args.conveyor_rev, scratch)
     run_id = datetime.datetime.now().strftime("%H%M%S")
     stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
     doc: dict[str, Any] = {
@@ -339,7 +371,7 @@ def main() -> None:
                     "load_avg_at_start": os.getloadavg()},
         "versions": {py: versions(py) for py in sorted(set(pythons.values()))},
         "redis_server": redis,
-        "args": vars(args), "counts": counts, "results": []}
+        "conveyor": conveyor, "args": vars(args), "counts": counts, "results": []}
     began = time.perf_counter()
     for backend in backends:
         for scenario in scenarios:
@@ -347,16 +379,18 @@ def main() -> None:
                 if backend not in LIBS[lib][0]:
                     continue
                 r = run_driver(pythons[lib], lib, backend, scenario, counts[scenario],
-                               run_id=run_id, redis_url=args.redis, wait=args.wait)
+                               run_id=run_id, redis_url=args.redis, wait=args.wait, src=src)
                 doc["results"].append(r)
                 print(f"[{time.perf_counter() - began:6.0f}s] {backend:6} {scenario:6}"
                       f" {lib:9} {_summary(r)}", flush=True)
+    shutil.rmtree(scratch, ignore_errors=True)
     doc["seconds"] = time.perf_counter() - began
     doc["targets"] = targets(doc["results"], libs)
     out = args.out or os.path.join(BENCH, "results", f"{stamp}.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         json.dump(doc, f, indent=1)
+    print(f"Conveyor: {conveyor}")
     print(report(doc, libs))
     print(f"\nwrote {out} ({doc['seconds']:.0f} s)")
 
