@@ -96,6 +96,11 @@ class Conveyor:
         """The result backend, opened on first use."""
         return self._store(self.backend_url)  # type: ignore[no-any-return]
 
+    @property
+    def shared_store(self) -> bool:
+        """True when one store is both broker and result backend (writes can be combined)."""
+        return self.broker_url == self.backend_url
+
     def close(self) -> None:
         """Close every open store."""
         for store in self._stores.values():
@@ -166,14 +171,26 @@ class Conveyor:
 
     def publish(self, messages: Sequence[Message], track: bool = True) -> None:
         """Send messages in one round trip; with ``track`` record them as PENDING."""
-        self.broker.publish([self.envelope(m) for m in messages])
-        if track:
+        envelopes = [self.envelope(m) for m in messages]
+        if not track:
+            self.broker.publish(envelopes)
+        elif self.shared_store:  # one transaction or round trip where the store can
+            self.broker.publish_tracked(envelopes, self._pending(messages),
+                                        self._pending_ttl(messages))
+        else:
+            self.broker.publish(envelopes)
             self.backend.store_many(self._pending(messages), self._pending_ttl(messages))
 
     async def apublish(self, messages: Sequence[Message], track: bool = True) -> None:
         """Async form of :meth:`publish`."""
-        await self.broker.apublish([self.envelope(m) for m in messages])
-        if track:
+        envelopes = [self.envelope(m) for m in messages]
+        if not track:
+            await self.broker.apublish(envelopes)
+        elif self.shared_store:
+            await self.broker.apublish_tracked(envelopes, self._pending(messages),
+                                               self._pending_ttl(messages))
+        else:
+            await self.broker.apublish(envelopes)
             await self.backend.astore_many(self._pending(messages), self._pending_ttl(messages))
 
     @staticmethod

@@ -265,3 +265,38 @@ async def test_purge_and_stats(store: Any) -> None:
     assert store.purge("q") == 4
     assert store.stats("q").ready == 0
     await held.ack()
+
+
+async def test_settles_can_carry_their_result(store: Any) -> None:
+    from conveyor.brokers import ResultWrite, StoredResult
+
+    ids = [env(body=str(i).encode()) for i in range(3)]
+    pending = StoredResult(b"", "PENDING", 0, False)
+    store.publish_tracked(ids, [(e.id, pending) for e in ids], 60)
+    assert [r.state for r in store.get_many([e.id for e in ids])] == ["PENDING"] * 3
+    consumer = store.consume(["q"], prefetch=3, lease=30)
+    acked, retried, dead = [await take(consumer) for _ in range(3)]
+
+    def write(d: Delivery, state: str, final: bool) -> ResultWrite:
+        return ResultWrite(d.envelope.id, StoredResult(state.encode(), state, d.attempt, final), 60)
+
+    await acked.ack(result=write(acked, "SUCCESS", True))
+    await retried.retry(0, None, result=write(retried, "RETRY", False))
+    await dead.dead_letter("gave up", result=write(dead, "FAILURE", True))
+    states = [r.state for r in store.get_many([acked.envelope.id, retried.envelope.id,
+                                               dead.envelope.id])]
+    assert states == ["SUCCESS", "RETRY", "FAILURE"]
+    again = await take(consumer)
+    assert again.envelope.id == retried.envelope.id
+    await again.ack()
+    assert [d.envelope.id for d in store.dead_letters("q")] == [dead.envelope.id]
+    await consumer.close()
+
+
+async def test_async_publish_tracked(store: Any) -> None:
+    from conveyor.brokers import StoredResult
+
+    sent = env()
+    await store.apublish_tracked([sent], [(sent.id, StoredResult(b"", "PENDING", 0, False))], 60)
+    assert store.get(sent.id).state == "PENDING"
+    assert store.stats("q").ready == 1

@@ -22,6 +22,7 @@ from .base import (
     PullBroker,
     QueueStats,
     ResultBackend,
+    ResultWrite,
     StoredResult,
 )
 
@@ -35,6 +36,7 @@ __all__ = [
     "PullBroker",
     "QueueStats",
     "ResultBackend",
+    "ResultWrite",
     "StoredResult",
     "open_store",
 ]

@@ -58,6 +58,15 @@ class Claim:
 
 
 @dataclass(frozen=True, slots=True)
+class ResultWrite:
+    """An outcome to store together with a settle (see :class:`Delivery`)."""
+
+    task_id: str
+    record: StoredResult
+    ttl: float
+
+
+@dataclass(frozen=True, slots=True)
 class QueueStats:
     """Counts for one queue: ready now, held by consumers, waiting for their ETA, dead-lettered."""
 
@@ -82,21 +91,27 @@ class Delivery(ABC):
 
     Every settle raises :class:`LeaseLost` when the lease already passed to another consumer.
     A second settle of the same delivery is a no-op.
+
+    ``ack``, ``retry`` and ``dead_letter`` take an optional ``result`` to store under the
+    result backend's fencing rule. Only pass it when the broker is also the app's result backend:
+    a store that can, writes it in the same atomic step as the settle (fenced by the lease too,
+    and one commit instead of two); others store it first, then settle.
     """
 
     envelope: Envelope
     attempt: int
 
     @abstractmethod
-    async def ack(self) -> None:
+    async def ack(self, result: ResultWrite | None = None) -> None:
         """Done: remove the message for good."""
 
     @abstractmethod
-    async def retry(self, delay: float, body: bytes | None = None) -> None:
+    async def retry(self, delay: float, body: bytes | None = None,
+                    result: ResultWrite | None = None) -> None:
         """Atomically replace the body (if given) and hide the message for ``delay`` seconds."""
 
     @abstractmethod
-    async def dead_letter(self, reason: str) -> None:
+    async def dead_letter(self, reason: str, result: ResultWrite | None = None) -> None:
         """Move the message to its queue's dead-letter list with ``reason``."""
 
     @abstractmethod
@@ -141,6 +156,21 @@ class Broker(ABC):
     @abstractmethod
     async def apublish(self, envelopes: Sequence[Envelope]) -> None:
         """The async form of :meth:`publish`."""
+
+    def publish_tracked(self, envelopes: Sequence[Envelope],
+                        records: Sequence[tuple[str, StoredResult]], ttl: float) -> None:
+        """Publish and store ``records`` (this broker must also be the result backend).
+
+        Stores that can do both in one transaction or round trip override this.
+        """
+        self.publish(envelopes)
+        _as_backend(self).store_many(records, ttl)
+
+    async def apublish_tracked(self, envelopes: Sequence[Envelope],
+                               records: Sequence[tuple[str, StoredResult]], ttl: float) -> None:
+        """Async form of :meth:`publish_tracked`."""
+        await self.apublish(envelopes)
+        await _as_backend(self).astore_many(records, ttl)
 
     @abstractmethod
     def consume(self, queues: Sequence[str], *, prefetch: int, lease: float) -> Consumer:
@@ -300,6 +330,32 @@ class PullBroker(Broker):
     def consume(self, queues: Sequence[str], *, prefetch: int, lease: float) -> Consumer:
         return PullConsumer(self, list(queues), prefetch=prefetch, lease=lease)
 
+    # Settles that carry a result. These defaults store first, then settle (two steps, the
+    # result fenced by attempt only); stores that can, override them with one atomic step.
+    async def _settle_ack_storing(self, claim: Claim, result: ResultWrite) -> None:
+        await _store(self, result)
+        await self._settle_ack(claim)
+
+    async def _settle_retry_storing(self, claim: Claim, delay: float, body: bytes | None,
+                                    result: ResultWrite) -> None:
+        await _store(self, result)
+        await self._settle_retry(claim, delay, body)
+
+    async def _settle_dead_storing(self, claim: Claim, reason: str,
+                                   result: ResultWrite) -> None:
+        await _store(self, result)
+        await self._settle_dead(claim, reason)
+
+
+def _as_backend(store: object) -> ResultBackend:
+    if not isinstance(store, ResultBackend):
+        raise TypeError(f"{store!r} is not a result backend; store results separately")
+    return store
+
+
+async def _store(store: object, result: ResultWrite) -> None:
+    await _as_backend(store).astore(result.task_id, result.record, result.ttl)
+
 
 class LeasedDelivery(Delivery):
     """A delivery from a :class:`PullBroker`; settles through the broker's fenced primitives."""
@@ -316,14 +372,21 @@ class LeasedDelivery(Delivery):
     def lost(self) -> bool:
         return self._lost
 
-    async def ack(self) -> None:
-        await self._settle(self._consumer.broker._settle_ack(self.claim))
+    async def ack(self, result: ResultWrite | None = None) -> None:
+        broker = self._consumer.broker
+        await self._settle(broker._settle_ack(self.claim) if result is None
+                           else broker._settle_ack_storing(self.claim, result))
 
-    async def retry(self, delay: float, body: bytes | None = None) -> None:
-        await self._settle(self._consumer.broker._settle_retry(self.claim, delay, body))
+    async def retry(self, delay: float, body: bytes | None = None,
+                    result: ResultWrite | None = None) -> None:
+        broker = self._consumer.broker
+        await self._settle(broker._settle_retry(self.claim, delay, body) if result is None
+                           else broker._settle_retry_storing(self.claim, delay, body, result))
 
-    async def dead_letter(self, reason: str) -> None:
-        await self._settle(self._consumer.broker._settle_dead(self.claim, reason))
+    async def dead_letter(self, reason: str, result: ResultWrite | None = None) -> None:
+        broker = self._consumer.broker
+        await self._settle(broker._settle_dead(self.claim, reason) if result is None
+                           else broker._settle_dead_storing(self.claim, reason, result))
 
     async def release(self) -> None:
         await self._settle(self._consumer.broker._settle_release(self.claim))

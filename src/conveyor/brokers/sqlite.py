@@ -62,6 +62,7 @@ from .base import (
     PullBroker,
     QueueStats,
     ResultBackend,
+    ResultWrite,
     StoredResult,
 )
 from .doorbell import AsyncBell, Doorbell, Listener
@@ -321,8 +322,9 @@ ON CONFLICT (id) DO UPDATE SET
 """
 
 
-def publish_rows(conn: sqlite3.Connection, envelopes: Sequence[Envelope]) -> None:
-    """Insert all envelopes in one transaction.
+def publish_rows(conn: sqlite3.Connection, envelopes: Sequence[Envelope],
+                 records: Sequence[tuple[str, StoredResult]] = (), ttl: float = 0.0) -> None:
+    """Insert all envelopes, and store ``records`` under the fencing rule, in one transaction.
 
     Publishing an id that is already stored replaces that message (latest publish wins, as in the
     other stores) but keeps its attempt count, so fencing numbers never go back.
@@ -335,6 +337,8 @@ def publish_rows(conn: sqlite3.Connection, envelopes: Sequence[Envelope]) -> Non
     ]
     with immediate(conn):
         conn.executemany(_PUBLISH, rows)
+        for task_id, record in records:
+            store_result(conn, task_id, record, ttl)
 
 
 def _marks(n: int) -> str:
@@ -742,9 +746,10 @@ class SQLiteStore(PullBroker, ResultBackend):
             return None
 
     # -- producer ---------------------------------------------------------------------------
-    def _publish(self, conn: sqlite3.Connection, envelopes: Sequence[Envelope]) -> None:
+    def _publish(self, conn: sqlite3.Connection, envelopes: Sequence[Envelope],
+                 records: Sequence[tuple[str, StoredResult]] = (), ttl: float = 0.0) -> None:
         if envelopes:
-            publish_rows(conn, envelopes)
+            publish_rows(conn, envelopes, records, ttl)
             self._ring(CONSUMERS)
 
     def publish(self, envelopes: Sequence[Envelope]) -> None:
@@ -752,6 +757,15 @@ class SQLiteStore(PullBroker, ResultBackend):
 
     async def apublish(self, envelopes: Sequence[Envelope]) -> None:
         await self._acall(self._publish, envelopes)
+
+    def publish_tracked(self, envelopes: Sequence[Envelope],
+                        records: Sequence[tuple[str, StoredResult]], ttl: float) -> None:
+        """Messages and their PENDING records in one transaction: one commit, one fsync."""
+        self._call(self._publish, envelopes, records, ttl)
+
+    async def apublish_tracked(self, envelopes: Sequence[Envelope],
+                               records: Sequence[tuple[str, StoredResult]], ttl: float) -> None:
+        await self._acall(self._publish, envelopes, records, ttl)
 
     # -- consumer primitives ----------------------------------------------------------------
     async def _claim(
@@ -810,8 +824,38 @@ class SQLiteStore(PullBroker, ResultBackend):
         while len(self._settled) > _REMEMBERED_TOKENS:
             self._settled.popitem(last=False)
 
+    def _settle_storing(
+        self, conn: sqlite3.Connection, op: Callable[..., bool], claim: Claim, *args: Any,
+        result: ResultWrite, ring: bool = False,
+    ) -> None:
+        """A fenced settle and its result in one transaction: both or neither are written."""
+        with immediate(conn):
+            matched = op(conn, claim, *args)
+            if not matched and claim.token not in self._settled:
+                raise LeaseLost(
+                    f"lease of message {claim.envelope.id} passed to another consumer"
+                    f" ({self.path})")
+            written = matched and store_result(conn, result.task_id, result.record, result.ttl)
+        if matched:
+            self._remember(claim.token)
+        if ring:
+            self._ring(CONSUMERS)
+        if written and result.record.final:
+            self._ring(RESULTS)
+
     async def _settle_ack(self, claim: Claim) -> None:
         await self._acall(self._settle, ack_row, claim)
+
+    async def _settle_ack_storing(self, claim: Claim, result: ResultWrite) -> None:
+        await self._acall(self._settle_storing, ack_row, claim, result=result)
+
+    async def _settle_retry_storing(self, claim: Claim, delay: float, body: bytes | None,
+                                    result: ResultWrite) -> None:
+        await self._acall(self._settle_storing, retry_row, claim, delay, body, result=result,
+                          ring=True)
+
+    async def _settle_dead_storing(self, claim: Claim, reason: str, result: ResultWrite) -> None:
+        await self._acall(self._settle_storing, dead_row, claim, reason, result=result)
 
     async def _settle_retry(self, claim: Claim, delay: float, body: bytes | None) -> None:
         await self._acall(self._settle, retry_row, claim, delay, body, ring=True)
@@ -851,7 +895,10 @@ class SQLiteStore(PullBroker, ResultBackend):
     def _store(
         self, conn: sqlite3.Connection, task_id: str, record: StoredResult, ttl: float
     ) -> bool:
-        written = store_result(conn, task_id, record, ttl)
+        # A state on the way (PENDING, STARTED, RETRY) skips the fsync, like a claim: a power
+        # cut that loses it also killed every worker that could read it. Outcomes are durable.
+        with lease_bookkeeping(conn) if not record.final else contextlib.nullcontext():
+            written = store_result(conn, task_id, record, ttl)
         if written and record.final:
             self._ring(RESULTS)
         if time.monotonic() - self._last_sweep > _CLEANUP_EVERY:
@@ -861,6 +908,20 @@ class SQLiteStore(PullBroker, ResultBackend):
 
     def store(self, task_id: str, record: StoredResult, ttl: float) -> bool:
         return self._call(self._store, task_id, record, ttl)
+
+    def store_many(self, records: Sequence[tuple[str, StoredResult]], ttl: float) -> None:
+        self._call(self._store_many, records, ttl)
+
+    async def astore_many(self, records: Sequence[tuple[str, StoredResult]], ttl: float) -> None:
+        await self._acall(self._store_many, records, ttl)
+
+    def _store_many(self, conn: sqlite3.Connection,
+                    records: Sequence[tuple[str, StoredResult]], ttl: float) -> None:
+        with immediate(conn):
+            for task_id, record in records:
+                store_result(conn, task_id, record, ttl)
+        if any(record.final for _, record in records):
+            self._ring(RESULTS)
 
     async def astore(self, task_id: str, record: StoredResult, ttl: float) -> bool:
         return await self._acall(self._store, task_id, record, ttl)

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from ..brokers import Delivery, Envelope
+from ..brokers import Delivery, Envelope, ResultWrite
 from ..errors import MessageError, Retry, UnknownTask
 from ..message import Message
 from ..outcome import ErrorInfo, Outcome
@@ -31,8 +32,7 @@ async def execute(app: Conveyor, delivery: Delivery, runner: Runner) -> None:
         return
     record = Recorder(app, task, message, delivery.attempt)
     if message.expires is not None and time.time() > message.expires:
-        await record.write(State.EXPIRED)
-        await delivery.ack()
+        await record.settle(delivery.ack, state=State.EXPIRED)
         return
     if not await record.write(State.STARTED):  # already final (revoked or done) or fenced out
         await delivery.ack()
@@ -42,8 +42,7 @@ async def execute(app: Conveyor, delivery: Delivery, runner: Runner) -> None:
     except Exception as exc:
         await fail(app, task, message, delivery, record, exc)
     else:
-        await record.write(State.SUCCESS, value=value)
-        await delivery.ack()
+        await record.settle(delivery.ack, state=State.SUCCESS, value=value)
 
 
 def decode(app: Conveyor, envelope: Envelope) -> tuple[Message, Task[Any, Any]]:
@@ -62,30 +61,51 @@ async def fail(app: Conveyor, task: Task[Any, Any], message: Message, delivery: 
     error = ErrorInfo.from_exception(exc.exc if isinstance(exc, Retry) and exc.exc else exc)
     if countdown is not None:
         log.info("retrying %s[%s] in %.2fs: %s", task.name, message.id, countdown, error.message)
-        await record.write(State.RETRY, error=error)
         again = dataclasses.replace(message, retries=message.retries + 1,
                                     eta=time.time() + countdown)
-        await delivery.retry(countdown, app.envelope(again).body)
+        await record.settle(delivery.retry, countdown, app.envelope(again).body,
+                            state=State.RETRY, error=error)
         return
     log.warning("%s[%s] failed: %s: %s", task.name, message.id, error.type, error.message)
-    await record.write(State.FAILURE, error=error)
     if app.dead_letter_failures:
-        await delivery.dead_letter(f"failed after {message.retries} retries: "
-                                   f"{error.type}: {error.message}")
+        reason = f"failed after {message.retries} retries: {error.type}: {error.message}"
+        await record.settle(delivery.dead_letter, reason, state=State.FAILURE, error=error)
     else:
-        await delivery.ack()
+        await record.settle(delivery.ack, state=State.FAILURE, error=error)
 
 
 class Recorder:
-    """Writes one run's states, fenced by its attempt; silent for ``ignore_result`` tasks."""
+    """Writes one run's states, fenced by its attempt; silent for ``ignore_result`` tasks.
+
+    Where the broker is also the result backend, the final state travels with the settle, so
+    the store writes both in one atomic step (one commit, fenced by the lease as well).
+    """
 
     def __init__(self, app: Conveyor, task: Task[Any, Any], message: Message, attempt: int):
         self.app, self.task, self.message, self.attempt = app, task, message, attempt
+        self.together = app.shared_store
+
+    def _outcome(self, state: State, value: Any, error: ErrorInfo | None) -> ResultWrite | None:
+        if self.task.options.ignore_result and state is not State.EXPIRED:
+            return None
+        outcome = Outcome(state, value, error, self.message.retries, self.task.name)
+        stored = outcome.encode(self.app.codec, self.attempt)
+        return ResultWrite(self.message.id, stored, self.app.result_ttl)
 
     async def write(self, state: State, value: Any = None, error: ErrorInfo | None = None) -> bool:
         """Store the state; False when the backend refused it (final already or fenced)."""
-        if self.task.options.ignore_result and state is not State.EXPIRED:
+        write = self._outcome(state, value, error)
+        if write is None:
             return True
-        outcome = Outcome(state, value, error, self.message.retries, self.task.name)
-        stored = outcome.encode(self.app.codec, self.attempt)
-        return await self.app.backend.astore(self.message.id, stored, self.app.result_ttl)
+        return await self.app.backend.astore(write.task_id, write.record, write.ttl)
+
+    async def settle(self, settle: Callable[..., Awaitable[None]], *args: Any, state: State,
+                     value: Any = None, error: ErrorInfo | None = None) -> None:
+        """Store ``state`` and settle the delivery with ``settle(*args)``, in that order."""
+        write = self._outcome(state, value, error)
+        if write is not None and self.together:
+            await settle(*args, result=write)
+            return
+        if write is not None:
+            await self.app.backend.astore(write.task_id, write.record, write.ttl)
+        await settle(*args)
