@@ -84,6 +84,7 @@ from .base import (
     PullBroker,
     QueueStats,
     ResultBackend,
+    ResultWrite,
     StoredResult,
 )
 
@@ -427,8 +428,14 @@ class _Plans:
     def peek(self, queues: Sequence[str], limit: int) -> _Op[list[list[Any]]]:
         return _Op([self._queue(lua.PEEK, q, [limit]) for q in queues], lambda replies: replies)
 
-    def ack(self, claims: Sequence[Claim]) -> _Op[list[int]]:
-        """Fenced ack of many claims; the statuses come back in the order of ``claims``."""
+    def ack(self, items: Sequence[tuple[Claim, ResultWrite | None]]) -> _Op[list[int]]:
+        """Fenced acks, each after storing its result (if any) under the fencing rule; the
+        statuses come back in the order of ``items``."""
+        stores = [self._write(r) for _, r in items if r is not None]
+        acks = self._acks([c for c, _ in items])
+        return _Op(stores + acks.calls, lambda replies: acks.parse(replies[len(stores):]))
+
+    def _acks(self, claims: Sequence[Claim]) -> _Op[list[int]]:
         groups = _grouped(claims)
         calls = [self._queue(lua.ACK, q, _pairs(group)) for q, group in groups.items()]
 
@@ -502,6 +509,25 @@ class _Plans:
     def store_many(self, records: Sequence[tuple[str, StoredResult]], ttl: float) -> _Op[None]:
         """One fenced script call per record (each result key has its own slot), pipelined."""
         return _Op([self.store(t, r, ttl).calls[0] for t, r in records], lambda _: None)
+
+    def _write(self, result: ResultWrite) -> _Call:
+        return self.store(result.task_id, result.record, result.ttl).calls[0]
+
+    def storing(self, result: ResultWrite, settle: _Op[T]) -> _Op[T]:
+        """Store ``result``, then ``settle``, in one round trip. Not one atomic step: a script
+        may touch one hash slot only, and the result key is not in the queue's slot. The order
+        matches the store-then-settle contract; the result is fenced by its attempt."""
+        return _Op([self._write(result), *settle.calls],
+                   lambda replies: settle.parse(replies[1:]))
+
+    def publish_tracked(self, envelopes: Sequence[Envelope],
+                        records: Sequence[tuple[str, StoredResult]], ttl: float) -> _Op[None]:
+        """The records, then the messages, in one round trip: a worker that takes a message at
+        once finds its record already there."""
+        records_op, publish_op = self.store_many(records, ttl), self.publish(envelopes)
+        count = len(records_op.calls)
+        return _Op(records_op.calls + publish_op.calls,
+                   lambda replies: publish_op.parse(replies[count:]))
 
     def get_many(self, task_ids: Sequence[str]) -> _Op[list[StoredResult | None]]:
         if not task_ids:
@@ -781,6 +807,15 @@ class RedisStore(PullBroker, ResultBackend):
     async def apublish(self, envelopes: Sequence[Envelope]) -> None:
         await self._arun(self._plans.publish(envelopes))
 
+    def publish_tracked(self, envelopes: Sequence[Envelope],
+                        records: Sequence[tuple[str, StoredResult]], ttl: float) -> None:
+        """Records (fenced) and messages in one round trip, the records first."""
+        self._run(self._plans.publish_tracked(envelopes, records, ttl))
+
+    async def apublish_tracked(self, envelopes: Sequence[Envelope],
+                               records: Sequence[tuple[str, StoredResult]], ttl: float) -> None:
+        await self._arun(self._plans.publish_tracked(envelopes, records, ttl))
+
     # -- consumer primitives -------------------------------------------------------------------
     async def _claim(
         self, queues: Sequence[str], limit: int, lease: float
@@ -839,7 +874,19 @@ class RedisStore(PullBroker, ResultBackend):
 
     async def _settle_ack(self, claim: Claim) -> None:
         """Fenced ack. Acks issued while another ack is in flight share the next round trip."""
-        _check_status(claim, await self._side().acks.ack(claim))
+        _check_status(claim, await self._side().acks.ack(claim, None))
+
+    async def _settle_ack_storing(self, claim: Claim, result: ResultWrite) -> None:
+        """Store the result, then ack, in one round trip (shared with concurrent acks)."""
+        _check_status(claim, await self._side().acks.ack(claim, result))
+
+    async def _settle_retry_storing(self, claim: Claim, delay: float, body: bytes | None,
+                                    result: ResultWrite) -> None:
+        await self._arun(self._plans.storing(result, self._plans.retry(claim, delay, body)))
+
+    async def _settle_dead_storing(self, claim: Claim, reason: str,
+                                   result: ResultWrite) -> None:
+        await self._arun(self._plans.storing(result, self._plans.dead(claim, reason)))
 
     async def _settle_retry(self, claim: Claim, delay: float, body: bytes | None) -> None:
         await self._arun(self._plans.retry(claim, delay, body))
@@ -1025,6 +1072,9 @@ class _AsyncSide:
             await sentinel.aclose()
 
 
+_AckItem = tuple[Claim, ResultWrite | None]
+
+
 class _AckBatcher:
     """Group commit for acks: an ack goes out at once when none is in flight; acks arriving
     while one is in flight wait and go together in the next round trip (one script call per
@@ -1033,24 +1083,25 @@ class _AckBatcher:
     def __init__(self, store: RedisStore) -> None:
         self._store = store
         self._busy = False
-        self._pending: list[tuple[Claim, asyncio.Future[int]]] = []
+        self._pending: list[tuple[_AckItem, asyncio.Future[int]]] = []
         self._flusher: asyncio.Task[None] | None = None  # referenced so it is not collected
 
-    async def ack(self, claim: Claim) -> int:
-        """The holder status of ``claim`` after the ack script ran (see redis_scripts.holder)."""
+    async def ack(self, claim: Claim, result: ResultWrite | None) -> int:
+        """The holder status of ``claim`` after the ack script ran (see redis_scripts.holder),
+        ``result`` (if any) having been stored just before."""
         if self._busy:
             future: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-            self._pending.append((claim, future))
+            self._pending.append(((claim, result), future))
             return await future
         self._busy = True
         try:
-            (status,) = await self._send([claim])
+            (status,) = await self._send([(claim, result)])
         finally:
             self._next()
         return status
 
-    async def _send(self, claims: list[Claim]) -> list[int]:
-        return await self._store._arun(self._store._plans.ack(claims))
+    async def _send(self, items: list[_AckItem]) -> list[int]:
+        return await self._store._arun(self._store._plans.ack(items))
 
     def _next(self) -> None:
         self._busy = bool(self._pending)
@@ -1060,7 +1111,7 @@ class _AckBatcher:
     async def _flush(self) -> None:
         batch, self._pending = self._pending[:_ACK_BATCH], self._pending[_ACK_BATCH:]
         try:
-            statuses = await self._send([c for c, _ in batch])
+            statuses = await self._send([item for item, _ in batch])
         except BaseException as exc:
             for _, future in batch:
                 if not future.done():
