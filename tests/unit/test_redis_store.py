@@ -17,7 +17,7 @@ import pytest
 import redis
 from redis.crc import key_slot
 
-from conveyor.brokers import Envelope, StoredResult, open_store
+from conveyor.brokers import Envelope, ResultWrite, StoredResult, open_store
 from conveyor.brokers import redis_scripts as lua
 from conveyor.brokers.redis import RedisStore, mask
 from conveyor.errors import ConfigurationError, LeaseLost
@@ -246,6 +246,31 @@ async def test_results_and_counters_carry_their_ttl(store: RedisStore, prefix: s
     assert 119_000 < ttls[0] <= 120_000 and 89_000 < ttls[1] <= 90_000
     with pytest.raises(ValueError, match="state"):
         store.store(task, StoredResult(b"", "A|B", 4, False), 60)
+
+
+async def test_settles_carrying_results_store_first_fenced_by_attempt(
+    store: RedisStore,
+) -> None:
+    sent = [env() for _ in range(20)]
+    pending = StoredResult(b"", "PENDING", 0, False)
+    await store.apublish_tracked(sent, [(e.id, pending) for e in sent], 60)
+    (zombie,), _ = await store._claim(["q"], 1, 0.1)
+    await asyncio.sleep(0.2)
+    (current,), _ = await store._claim(["q"], 1, 30)
+    assert current.envelope.id == zombie.envelope.id
+    task = current.envelope.id
+    assert await store.astore(task, StoredResult(b"", "STARTED", 2, False), 60)
+    late = ResultWrite(task, StoredResult(b"zombie", "SUCCESS", 1, True), 60)
+    with pytest.raises(LeaseLost):
+        await store._settle_ack_storing(zombie, late)
+    rest, _ = await store._claim(["q"], 19, 30)
+    done = [current, *rest]
+    await asyncio.gather(*(  # concurrent acks with results share round trips
+        store._settle_ack_storing(c, ResultWrite(c.envelope.id, StoredResult(
+            b"ok", "SUCCESS", c.attempt, True), 60)) for c in done))
+    records = store.get_many([e.id for e in sent])
+    assert all(r is not None and (r.state, r.data) == ("SUCCESS", b"ok") for r in records)
+    assert store.stats("q").in_flight == 0
 
 
 async def test_many_awaiters_share_one_subscription_connection(store: RedisStore) -> None:
