@@ -39,10 +39,14 @@ ran out meanwhile is simply lost), a failed release is logged (the lease expiry 
 message), and the pub/sub connection reconnects by itself. Acks, retries and dead-letters raise,
 and the message is redelivered after its lease: delivery is at least once.
 
-Round trips: a publish of any size is one (one script per queue in a pipeline); a claim of up to
-``limit`` messages is one (two for several queues); each settle is one, and acks issued while
-another is in flight share the next one. Commands go out on connections of redis-py's pools but
-without its per-command machinery (see :class:`_SyncWire`), packed by hiredis.
+Round trips: a publish of any size is one (one script per queue in a pipeline), with its
+PENDING records too (``publish_tracked``); a claim of up to ``limit`` messages is one (two for
+several queues); each settle is one, a result carried by the settle included, and acks issued
+while another is in flight share the next one. A carried result is stored just before the
+settle, in the same pipeline but not the same script (its key is in another hash slot), so it is
+fenced by its attempt, as a separate write would be. Commands go out on connections of
+redis-py's pools but without its per-command machinery (see :class:`_SyncWire`), packed by
+hiredis.
 
 Republishing an id that is still in its queue (ready, delayed, in flight or dead) leaves the
 queue as it is, so a producer may safely repeat a publish whose reply it did not get.
