@@ -33,13 +33,18 @@ def cli() -> None:
               help="Processes (process pool) or concurrent tasks (thread/async). Default: CPUs.")
 @click.option("--pool", type=click.Choice(["process", "thread", "async"]), default="process",
               show_default=True)
+@click.option("--prefetch", type=int, default=None,
+              help="Messages a worker process may hold (default: what it can run at once). "
+                   "More saves round trips on short tasks; less keeps long tasks from holding "
+                   "back messages other workers could run.")
 @click.option("--lease", type=float, default=None, help="Lease seconds (default: the app's).")
 @click.option("--grace", type=float, default=30.0, show_default=True,
               help="Seconds running tasks get to finish on SIGTERM.")
 @click.option("-l", "--loglevel", default="info", show_default=True)
 @click.option("--parent-pid", type=int, default=None, hidden=True)
 def worker(app_path: str, queues: str, concurrency: int | None, pool: str,
-           lease: float | None, grace: float, loglevel: str, parent_pid: int | None) -> None:
+           prefetch: int | None, lease: float | None, grace: float, loglevel: str,
+           parent_pid: int | None) -> None:
     """Run a worker that consumes QUEUES and executes their tasks."""
     from .worker.pools import Supervisor, child_argv, run_in_process
 
@@ -47,10 +52,12 @@ def worker(app_path: str, queues: str, concurrency: int | None, pool: str,
     names = _queues(queues)
     count = concurrency or os.cpu_count() or 1
     if pool == "process":
-        argv = child_argv(app_path, names, grace=grace, lease=lease, loglevel=loglevel)
+        argv = child_argv(app_path, names, grace=grace, lease=lease, prefetch=prefetch,
+                          loglevel=loglevel)
         raise SystemExit(Supervisor(argv, count).run())
     app = _load(app_path)
-    run_in_process(app, names, count, grace=grace, lease=lease, parent=parent_pid)
+    run_in_process(app, names, count, grace=grace, lease=lease, prefetch=prefetch,
+                   parent=parent_pid)
 
 
 @cli.command()

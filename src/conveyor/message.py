@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 import uuid
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from typing import Any
 
 from .errors import MalformedMessage
@@ -40,9 +40,12 @@ class Message:
 
     def to_dict(self) -> dict[str, Any]:
         """The wire form: a plain dict with a protocol version, ready for a serializer."""
-        data = asdict(self)
-        data["v"] = PROTOCOL
-        return data
+        # Spelled out: dataclasses.asdict deep-copies every argument and is the slowest step
+        # of a bulk enqueue.
+        return {"id": self.id, "task": self.task, "args": self.args, "kwargs": self.kwargs,
+                "queue": self.queue, "priority": self.priority, "eta": self.eta,
+                "expires": self.expires, "retries": self.retries, "created": self.created,
+                "options": self.options, "v": PROTOCOL}
 
     @classmethod
     def from_dict(cls, data: Any) -> Message:

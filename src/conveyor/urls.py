@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-from urllib.parse import urlsplit, urlunsplit
+import re
+from urllib.parse import urlsplit
+
+# user:password@ in the authority (which may list several host:port pairs, as Sentinel URLs do)
+_USERINFO = re.compile(r"^(?P<scheme>[^:/?#]+://)(?P<user>[^:/?#@]*):[^@/?#]*@")
+# password-like query parameters (password=, sentinel_password=, ...)
+_QUERY_SECRET = re.compile(r"(?P<key>[?&][^=&#]*password=)[^&#]*", re.IGNORECASE)
 
 
 def mask_url(url: str) -> str:
-    """Return ``url`` with its password (if any) replaced by ``***``."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    user = parts.username or ""
-    host = parts.hostname or ""
-    if parts.port is not None:
-        host = f"{host}:{parts.port}"
-    return urlunsplit(parts._replace(netloc=f"{user}:***@{host}"))
+    """Return ``url`` with its password and any ``...password=`` query value as ``***``."""
+    masked = _USERINFO.sub(r"\g<scheme>\g<user>:***@", url, count=1)
+    return _QUERY_SECRET.sub(r"\g<key>***", masked)
 
 
 def scheme_of(url: str) -> str:

@@ -123,3 +123,13 @@ def test_revoked_task_is_skipped(app: Conveyor, workers: Workers, env: dict[str,
     assert taskapp.add.delay(1, 2).get(timeout=20) == 3
     assert result.status is State.REVOKED
     assert trace_lines(env, "started") == []
+
+
+def test_prefetch_holds_extra_messages_but_runs_one_at_a_time(
+    app: Conveyor, workers: Workers, env: dict[str, str]
+) -> None:
+    results = [taskapp.slow.delay(0.5, f"t{i}") for i in range(5)]
+    workers.start("--pool", "thread", "-c", "1", "--prefetch", "3")
+    wait_for(lambda: app.broker.stats("default").in_flight == 3)
+    assert len(trace_lines(env, "runs")) == 1
+    assert [r.get(timeout=30) for r in results] == [f"t{i}" for i in range(5)]

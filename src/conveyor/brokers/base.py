@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import collections
-import contextlib
+import logging
 import os
 import time
 from abc import ABC, abstractmethod
@@ -26,7 +26,9 @@ from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import LeaseLost
+from ..errors import BrokerError
+
+log = logging.getLogger("conveyor.broker")
 
 #: Set in tests to make a consumer exit right after claiming (before handing out the delivery).
 CRASH_AFTER_CLAIM_ENV = "CONVEYOR_TEST_CRASH_AFTER_CLAIM"
@@ -480,7 +482,11 @@ class PullConsumer(Consumer):
             held = list(self._held.values())
             if not held:
                 continue
-            lost = await self.broker._renew([d.claim for d in held], self.lease)
+            try:
+                lost = await self.broker._renew([d.claim for d in held], self.lease)
+            except BrokerError as exc:  # the store is down: try again at the next tick
+                log.warning("could not renew %d lease(s): %s", len(held), exc)
+                continue
             for delivery in held:
                 if delivery.claim.token in lost:
                     delivery.mark_lost()
@@ -489,8 +495,11 @@ class PullConsumer(Consumer):
         self._closed.set()
         while self._ready:
             delivery = self._ready.popleft()
-            with contextlib.suppress(LeaseLost):
+            try:
                 await delivery.release()
+            except BrokerError as exc:  # LeaseLost, or the store is down: the lease returns it
+                log.warning("could not give back %s: %s", delivery.envelope.id, exc)
+                delivery.abandon()
 
     async def aclose_renewer(self) -> None:
         """Stop renewing (after every held delivery was settled)."""

@@ -31,11 +31,12 @@ POOLS = ("process", "thread", "async")
 
 
 def run_in_process(app: Conveyor, queues: Sequence[str], concurrency: int, *,
-                   grace: float, lease: float | None, parent: int | None = None) -> None:
+                   grace: float, lease: float | None, prefetch: int | None = None,
+                   parent: int | None = None) -> None:
     """Run one Worker in this process until a signal (or the parent's death) stops it."""
     async def main() -> None:
-        worker = Worker(app, queues, concurrency=concurrency, grace=grace, lease=lease,
-                        exit_on_runaway=parent is not None)
+        worker = Worker(app, queues, concurrency=concurrency, prefetch=prefetch, grace=grace,
+                        lease=lease, exit_on_runaway=parent is not None)
         worker.install_signal_handlers()
         watch = asyncio.ensure_future(_watch_parent(worker, parent)) if parent else None
         try:
@@ -117,8 +118,10 @@ class Supervisor:
 
 
 def child_argv(app_path: str, queues: Sequence[str], *, grace: float, lease: float | None,
-               loglevel: str) -> list[str]:
+               prefetch: int | None, loglevel: str) -> list[str]:
     """The command line of one process-pool child."""
     argv = [sys.executable, "-m", "conveyor", "worker", "-A", app_path, "-Q", ",".join(queues),
             "--pool", "thread", "-c", "1", "--grace", str(grace), "-l", loglevel]
+    if prefetch is not None:
+        argv += ["--prefetch", str(prefetch)]
     return argv if lease is None else [*argv, "--lease", str(lease)]

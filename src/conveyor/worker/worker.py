@@ -26,19 +26,24 @@ log = logging.getLogger("conveyor.worker")
 
 
 class Worker:
-    """Consumes ``queues`` of ``app`` and runs their tasks. ``await run()`` until stopped."""
+    """Consumes ``queues`` of ``app`` and runs up to ``concurrency`` tasks at once, holding at
+    most ``prefetch`` messages (default: ``concurrency``). ``await run()`` until stopped."""
 
     def __init__(self, app: Conveyor, queues: Sequence[str] = ("default",), *,
-                 concurrency: int = 1, grace: float = 30.0, lease: float | None = None,
-                 exit_on_runaway: bool = False) -> None:
+                 concurrency: int = 1, prefetch: int | None = None, grace: float = 30.0,
+                 lease: float | None = None, exit_on_runaway: bool = False) -> None:
         self.app = app
         self.queues = list(queues)
         self.concurrency = concurrency
+        # Fetch only what can start now by default, so a long task never sits on messages
+        # another worker could run; a larger prefetch trades that fairness for fewer round trips.
+        self.prefetch = max(prefetch or concurrency, concurrency)
         self.grace = grace
         self.lease = app.lease if lease is None else lease
         self.exit_on_runaway = exit_on_runaway
         self.runner = Runner(concurrency)
         self._running: set[asyncio.Task[None]] = set()
+        self._slots = asyncio.Semaphore(concurrency)
         self._consumer: Consumer | None = None
         self._stopping = asyncio.Event()
         self._stops = 0
@@ -46,7 +51,7 @@ class Worker:
     async def run(self) -> None:
         """Consume until stopped, then drain in-flight tasks (see the module docstring)."""
         self._consumer = self.app.broker.consume(
-            self.queues, prefetch=self.concurrency, lease=self.lease)
+            self.queues, prefetch=self.prefetch, lease=self.lease)
         log.info("worker %d consuming %s (concurrency %d)", os.getpid(),
                  ",".join(self.queues), self.concurrency)
         try:
@@ -68,6 +73,11 @@ class Worker:
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.1
+            await self._slots.acquire()  # a prefetched message waits here for a free slot
+            if self._stopping.is_set():
+                self._slots.release()
+                await self._give_back(delivery)
+                return
             task = asyncio.create_task(self._handle(delivery))
             self._running.add(task)
             task.add_done_callback(self._running.discard)
@@ -75,6 +85,12 @@ class Worker:
                 await self.stop()
 
     async def _handle(self, delivery: Delivery) -> None:
+        try:
+            await self._execute(delivery)
+        finally:
+            self._slots.release()
+
+    async def _execute(self, delivery: Delivery) -> None:
         try:
             await execute(self.app, delivery, self.runner)
         except LeaseLost:
