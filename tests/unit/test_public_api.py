@@ -30,6 +30,10 @@ def test_mask_url_hides_passwords() -> None:
     assert mask_url("redis://user:s3cret@host:6379/0") == "redis://user:***@host:6379/0"
     assert mask_url("redis://:s3cret@host/0") == "redis://:***@host/0"
     assert mask_url("sqlite:///x.db") == "sqlite:///x.db"
+    sentinel = "redis+sentinel://:pw1@h1:26379,h2:26379/main?sentinel_password=pw2&db=1"
+    assert mask_url(sentinel) == (
+        "redis+sentinel://:***@h1:26379,h2:26379/main?sentinel_password=***&db=1")
+    assert mask_url("redis://h/0?password=pw3") == "redis://h/0?password=***"
     app = conveyor.Conveyor("x", broker="redis://u:hunter2@localhost:6379/0")
     assert "hunter2" not in repr(app)
 
