@@ -29,6 +29,8 @@ def lat(sent: float) -> None:
 class HueyAdapter(Adapter):
     name = "huey"
     stores = "no result (the task returns None); message removed when taken"
+    # RedisHuey strips the name's punctuation from its keys (huey.redis.<name>, ...)
+    extra_key_patterns = (f"huey.*.{huey.storage.name}",)
 
     def send_single(self, n: int) -> None:
         for _ in range(n):
