@@ -1,35 +1,86 @@
 """Conveyor: a distributed task queue for Python.
 
 ``app = Conveyor("shop")``, ``@app.task``, ``send_email.delay(...)``, ``conveyor worker -A shop``.
+
+Names are imported on first use, so the worker's supervisor process (which only starts and
+watches children) stays small.
 """
 
-from .app import Conveyor
-from .canvas import Signature
-from .errors import (
-    BrokerError,
-    BrokerUnavailable,
-    ConfigurationError,
-    ContentTypeRefused,
-    ConveyorError,
-    LeaseLost,
-    MalformedMessage,
-    MessageError,
-    ResultError,
-    ResultTimeout,
-    Retry,
-    SerializationError,
-    TaskExpired,
-    TaskFailed,
-    TaskRevoked,
-    TimeLimitExceeded,
-    UnknownTask,
-)
-from .message import Message
-from .outcome import ErrorInfo, Outcome, RemoteTraceback
-from .result import AsyncResult
-from .states import State
-from .task import AsyncTask, Request, Task
-from .worker import Worker
+from __future__ import annotations
+
+import importlib
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from .app import Conveyor
+    from .canvas import Signature
+    from .errors import (
+        BrokerError,
+        BrokerUnavailable,
+        ConfigurationError,
+        ContentTypeRefused,
+        ConveyorError,
+        LeaseLost,
+        MalformedMessage,
+        MessageError,
+        ResultError,
+        ResultTimeout,
+        Retry,
+        SerializationError,
+        TaskExpired,
+        TaskFailed,
+        TaskRevoked,
+        TimeLimitExceeded,
+        UnknownTask,
+    )
+    from .message import Message
+    from .outcome import ErrorInfo, Outcome, RemoteTraceback
+    from .result import AsyncResult
+    from .states import State
+    from .task import AsyncTask, Request, Task
+    from .worker import Worker
+
+_LAZY = {
+    "AsyncResult": ".result",
+    "AsyncTask": ".task",
+    "BrokerError": ".errors",
+    "BrokerUnavailable": ".errors",
+    "ConfigurationError": ".errors",
+    "ContentTypeRefused": ".errors",
+    "Conveyor": ".app",
+    "ConveyorError": ".errors",
+    "ErrorInfo": ".outcome",
+    "LeaseLost": ".errors",
+    "MalformedMessage": ".errors",
+    "Message": ".message",
+    "MessageError": ".errors",
+    "Outcome": ".outcome",
+    "RemoteTraceback": ".outcome",
+    "Request": ".task",
+    "ResultError": ".errors",
+    "ResultTimeout": ".errors",
+    "Retry": ".errors",
+    "SerializationError": ".errors",
+    "Signature": ".canvas",
+    "State": ".states",
+    "Task": ".task",
+    "TaskExpired": ".errors",
+    "TaskFailed": ".errors",
+    "TaskRevoked": ".errors",
+    "TimeLimitExceeded": ".errors",
+    "UnknownTask": ".errors",
+    "Worker": ".worker",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'conveyor' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module, __name__), name)
+    globals()[name] = value
+    return value
+
 
 __all__ = [
     "AsyncResult",

@@ -43,24 +43,48 @@ class Serializer(Protocol):
     def loads(self, data: bytes) -> Any: ...
 
 
-def _tag(value: Any, path: str) -> Any:
+class _Refused(Exception):
+    """A value no tag fits; :func:`_encode` turns it into a SerializationError with its path."""
+
+    def __init__(self, why: str, path: tuple[Any, ...] = ()) -> None:
+        self.why, self.path = why, path
+
+
+def _encode(value: Any) -> Any:
+    """The tagged form of ``value``; SerializationError naming where the bad part sits."""
+    try:
+        return _tag(value)
+    except _Refused as refused:
+        where = "".join(f"[{step!r}]" for step in reversed(refused.path)) or "value"
+        raise SerializationError(f"{where}: {refused.why}") from None
+
+
+def _tag(value: Any) -> Any:
+    # The path to a refused value is rebuilt only on failure, keeping the common case cheap.
     if isinstance(value, _SCALARS):
         return value
     if isinstance(value, dict):
-        out = {_key(k, path): _tag(v, f"{path}[{k!r}]") for k, v in value.items()}
+        out = {}
+        for key, item in value.items():
+            if not isinstance(key, str):
+                raise _Refused(f"dict keys must be str, got {type(key).__name__}")
+            out[key] = _step(item, key)
         return {"$map": out} if len(out) == 1 and next(iter(out)).startswith("$") else out
     if isinstance(value, list | tuple):
-        return [_tag(v, f"{path}[{i}]") for i, v in enumerate(value)]
-    return _tag_special(value, path)
+        return [_step(item, index) for index, item in enumerate(value)]
+    return _tag_special(value)
 
 
-def _key(key: Any, path: str) -> str:
-    if not isinstance(key, str):
-        raise SerializationError(f"{path}: dict keys must be str, got {type(key).__name__}")
-    return key
+def _step(value: Any, where: Any) -> Any:
+    if isinstance(value, _SCALARS):
+        return value
+    try:
+        return _tag(value)
+    except _Refused as refused:
+        raise _Refused(refused.why, (*refused.path, where)) from None
 
 
-def _tag_special(value: Any, path: str) -> Any:
+def _tag_special(value: Any) -> Any:
     if isinstance(value, datetime):
         return {"$dt": value.isoformat()}
     if isinstance(value, date):
@@ -73,8 +97,8 @@ def _tag_special(value: Any, path: str) -> Any:
         return {"$b64": base64.b64encode(bytes(value)).decode()}
     if isinstance(value, timedelta):
         return {"$td": value.total_seconds()}
-    raise SerializationError(
-        f"{path or 'value'}: object of type {type(value).__module__}.{type(value).__qualname__}"
+    raise _Refused(
+        f"object of type {type(value).__module__}.{type(value).__qualname__}"
         " is not serializable (supported: JSON types, datetime, date, UUID, Decimal, bytes,"
         " timedelta; or enable pickle)"
     )
@@ -110,7 +134,7 @@ class JSONSerializer:
     content_type = JSON
 
     def dumps(self, value: Any) -> bytes:
-        return orjson.dumps(_tag(value, ""))
+        return orjson.dumps(_encode(value))
 
     def loads(self, data: bytes) -> Any:
         try:
@@ -125,7 +149,7 @@ class MsgpackSerializer:
     content_type = MSGPACK
 
     def dumps(self, value: Any) -> bytes:
-        return msgpack.packb(_tag(value, ""), use_bin_type=True)  # type: ignore[no-any-return]
+        return msgpack.packb(_encode(value), use_bin_type=True)  # type: ignore[no-any-return]
 
     def loads(self, data: bytes) -> Any:
         try:

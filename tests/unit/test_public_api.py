@@ -17,6 +17,7 @@ EXPECTED = {
 
 def test_all_is_pinned() -> None:
     assert set(conveyor.__all__) == EXPECTED
+    assert set(conveyor._LAZY) == EXPECTED
     for name in EXPECTED:
         assert getattr(conveyor, name).__doc__, f"{name} has no docstring"
 

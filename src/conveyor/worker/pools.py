@@ -9,7 +9,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import os
@@ -21,10 +20,9 @@ import time
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from .worker import Worker
-
 if TYPE_CHECKING:
     from ..app import Conveyor
+    from .worker import Worker
 
 log = logging.getLogger("conveyor.worker")
 POOLS = ("process", "thread", "async")
@@ -34,6 +32,10 @@ def run_in_process(app: Conveyor, queues: Sequence[str], concurrency: int, *,
                    grace: float, lease: float | None, prefetch: int | None = None,
                    parent: int | None = None) -> None:
     """Run one Worker in this process until a signal (or the parent's death) stops it."""
+    import asyncio  # here, not at the top: the supervisor never needs an event loop
+
+    from .worker import Worker
+
     async def main() -> None:
         worker = Worker(app, queues, concurrency=concurrency, prefetch=prefetch, grace=grace,
                         lease=lease, exit_on_runaway=parent is not None)
@@ -64,6 +66,8 @@ def _exit_past_stuck_threads() -> None:
 
 async def _watch_parent(worker: Worker, parent: int) -> None:
     """Stop when the supervisor is gone, so no orphan keeps consuming."""
+    import asyncio
+
     # No event exists for a parent's death, so look once a second.
     while os.getppid() == parent:  # noqa: ASYNC110
         await asyncio.sleep(1.0)
