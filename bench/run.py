@@ -56,6 +56,7 @@ LIBS: dict[str, tuple[tuple[str, ...], str]] = {
     # opt-in variants of Conveyor (see bench/libs/conveyor_lib.py)
     "conveyor-async": (("sqlite", "redis"), ".venv-bench"),
     "conveyor-noresult": (("sqlite", "redis"), ".venv-bench"),
+    "conveyor-prefetch": (("sqlite", "redis"), ".venv-bench"),
 }
 DEFAULT_LIBS = ("conveyor", "huey", "celery", "dramatiq", "arq", "rq", "taskiq")
 SCENARIOS = ("single", "bulk", "e2e", "idle")
@@ -325,7 +326,8 @@ def main() -> None:
     parser.add_argument("--only", choices=("sqlite", "redis"), help="one broker only")
     parser.add_argument("--libs", default=",".join(DEFAULT_LIBS),
                         help="comma-separated libraries (default: all peers; the variants"
-                             " conveyor-async and conveyor-noresult only when named)")
+                             " conveyor-async, conveyor-noresult and conveyor-prefetch only"
+                             " when named)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help="comma-separated scenarios: single,bulk,e2e,idle")
     parser.add_argument("--n", type=int, default=20_000,

@@ -9,6 +9,7 @@ LIBS: dict[str, tuple[str, tuple[str, ...]]] = {
     # async task bodies (no thread hop), and tasks without result records.
     "conveyor-async": ("bench.libs.conveyor_lib", ("sqlite", "redis")),
     "conveyor-noresult": ("bench.libs.conveyor_lib", ("sqlite", "redis")),
+    "conveyor-prefetch": ("bench.libs.conveyor_lib", ("sqlite", "redis")),
     "conveyor": ("bench.libs.conveyor_lib", ("sqlite", "redis")),
     "huey": ("bench.libs.huey_lib", ("sqlite", "redis")),
     "celery": ("bench.libs.celery_lib", ("redis",)),
@@ -19,4 +20,5 @@ LIBS: dict[str, tuple[str, tuple[str, ...]]] = {
 }
 
 #: name -> BENCH_VARIANT for the variants above
-VARIANTS = {"conveyor-async": "async", "conveyor-noresult": "noresult"}
+VARIANTS = {"conveyor-async": "async", "conveyor-noresult": "noresult",
+            "conveyor-prefetch": "prefetch"}
