@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import logging
 import os
 from typing import Any
 
@@ -41,14 +40,13 @@ def cli() -> None:
 @click.option("--grace", type=float, default=30.0, show_default=True,
               help="Seconds running tasks get to finish on SIGTERM.")
 @click.option("-l", "--loglevel", default="info", show_default=True)
-@click.option("--parent-pid", type=int, default=None, hidden=True)
 def worker(app_path: str, queues: str, concurrency: int | None, pool: str,
-           prefetch: int | None, lease: float | None, grace: float, loglevel: str,
-           parent_pid: int | None) -> None:
+           prefetch: int | None, lease: float | None, grace: float, loglevel: str) -> None:
     """Run a worker that consumes QUEUES and executes their tasks."""
+    from .worker.child import configure_logging
     from .worker.pools import Supervisor, child_argv, run_in_process
 
-    _logging(loglevel)
+    configure_logging(loglevel)
     names = _queues(queues)
     count = concurrency or os.cpu_count() or 1
     if pool == "process":
@@ -56,8 +54,7 @@ def worker(app_path: str, queues: str, concurrency: int | None, pool: str,
                           loglevel=loglevel)
         raise SystemExit(Supervisor(argv, count).run())
     app = _load(app_path)
-    run_in_process(app, names, count, grace=grace, lease=lease, prefetch=prefetch,
-                   parent=parent_pid)
+    run_in_process(app, names, count, grace=grace, lease=lease, prefetch=prefetch)
 
 
 @cli.command()
@@ -168,12 +165,6 @@ def _load(app_path: str) -> Any:
         return load_app(app_path)
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from exc
-
-
-def _logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(),
-        format="%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s")
 
 
 def main() -> None:

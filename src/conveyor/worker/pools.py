@@ -124,8 +124,8 @@ class Supervisor:
 def child_argv(app_path: str, queues: Sequence[str], *, grace: float, lease: float | None,
                prefetch: int | None, loglevel: str) -> list[str]:
     """The command line of one process-pool child."""
-    argv = [sys.executable, "-m", "conveyor", "worker", "-A", app_path, "-Q", ",".join(queues),
-            "--pool", "thread", "-c", "1", "--grace", str(grace), "-l", loglevel]
+    argv = [sys.executable, "-m", "conveyor.worker.child", "-A", app_path,
+            "-Q", ",".join(queues), "--grace", str(grace), "-l", loglevel]
     if prefetch is not None:
         argv += ["--prefetch", str(prefetch)]
     return argv if lease is None else [*argv, "--lease", str(lease)]
