@@ -287,3 +287,25 @@ def test_result_waiter_in_another_process_is_woken(
     assert report["state"] == "SUCCESS"
     assert report["at"] - stored_at < 0.5
     store.close()
+
+
+def test_many_processes_can_create_a_new_database_at_once(tmp_path: Path) -> None:
+    """Opening a fresh file switches it to WAL, which needs it alone; racing openers (a pool's
+    children starting together) wait for each other instead of failing "database is locked"."""
+    code = """
+import asyncio, sys, time
+from conveyor.brokers import Envelope, open_store
+time.sleep(max(0.0, float(sys.argv[2]) - time.time()))
+store = open_store(sys.argv[1])
+for i in range(20):
+    store.publish([Envelope(f"{sys.argv[3]}-{i}", "q", b"x")])
+    asyncio.run(store._claim(["q"], 1, 30))
+store.close()
+"""
+    for round_ in range(4):
+        url = f"sqlite:///{tmp_path}/fresh-{round_}.db"
+        start = str(time.time() + 1.0)  # all at once, after every interpreter has started
+        procs = [subprocess.Popen([sys.executable, "-c", code, url, start, str(n)],
+                                  stderr=subprocess.PIPE) for n in range(6)]
+        errors = [p.communicate(timeout=60)[1].decode() for p in procs]
+        assert [p.returncode for p in procs] == [0] * 6, errors

@@ -290,7 +290,7 @@ def lease_bookkeeping(conn: sqlite3.Connection) -> Iterator[None]:
 
 def init_schema(conn: sqlite3.Connection, path: str) -> None:
     """Switch the file to WAL and create the tables. Idempotent; safe to race with others."""
-    mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()[0]
+    mode = _to_wal(conn)
     if str(mode).lower() != "wal":
         raise ConfigurationError(
             f"{path}: the file system does not support SQLite WAL mode (got {mode!r}); put the"
@@ -306,6 +306,20 @@ def init_schema(conn: sqlite3.Connection, path: str) -> None:
             if statement.strip():
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
+
+
+def _to_wal(conn: sqlite3.Connection, attempts: int = 50) -> str:
+    """``PRAGMA journal_mode=WAL``, retried: on a new file it needs the database to itself and
+    SQLite's busy timeout does not cover it, so processes opening the file together (a pool's
+    children starting at once) would otherwise fail with "database is locked"."""
+    for attempt in range(attempts):
+        try:
+            return str(conn.execute("PRAGMA journal_mode=WAL").fetchone()[0])
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == attempts - 1:
+                raise
+            time.sleep(0.02 * (attempt + 1))
+    raise AssertionError("unreachable")
 
 
 # -- the SQL: one function per operation, shared by the sync and async paths --------------------
