@@ -35,6 +35,7 @@ def test_mask_url_hides_passwords() -> None:
     assert mask_url(sentinel) == (
         "redis+sentinel://:***@h1:26379,h2:26379/main?sentinel_password=***&db=1")
     assert mask_url("redis://h/0?password=pw3") == "redis://h/0?password=***"
+    assert mask_url("redis://u:p@ss@h:1/0") == "redis://u:***@h:1/0"
     app = conveyor.Conveyor("x", broker="redis://u:hunter2@localhost:6379/0")
     assert "hunter2" not in repr(app)
 

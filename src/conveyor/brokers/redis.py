@@ -80,6 +80,7 @@ from redis.exceptions import NoScriptError, ReadOnlyError, RedisError, ResponseE
 from redis.retry import Retry
 
 from ..errors import BrokerError, BrokerUnavailable, ConfigurationError, LeaseLost
+from ..urls import mask_url as mask
 from . import redis_scripts as lua
 from .base import (
     Claim,
@@ -164,21 +165,6 @@ class _Target:
     secret: str | None
     make_sync: Callable[[], _Client]
     make_async: Callable[[], _Client]
-
-
-def mask(url: str) -> str:
-    """``url`` with its password (in the user part or a ``*password`` query option) as ``***``.
-
-    Unlike :func:`conveyor.urls.mask_url` this copes with sentinel URLs listing several hosts.
-    """
-    parts = urlsplit(url)
-    userinfo, at, hosts = parts.netloc.rpartition("@")
-    netloc = parts.netloc
-    if at and ":" in userinfo:
-        netloc = f"{userinfo.split(':', 1)[0]}:***@{hosts}"
-    query = [(k, "***" if "password" in k.lower() else v)
-             for k, v in parse_qsl(parts.query, keep_blank_values=True)]
-    return urlunsplit(parts._replace(netloc=netloc, query=urlencode(query, safe="*")))
 
 
 def _parse_target(url: str, options: dict[str, Any]) -> _Target:
