@@ -12,7 +12,6 @@ import asyncio
 import contextlib
 import json
 import logging
-import os
 import queue
 import shutil
 import signal
@@ -20,7 +19,6 @@ import socket
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -33,6 +31,7 @@ import redis
 from conveyor.brokers import Envelope, StoredResult, open_store
 from conveyor.brokers.base import CRASH_AFTER_CLAIM_ENV, PullConsumer
 from conveyor.errors import BrokerUnavailable, ConfigurationError, LeaseLost
+from tests import children
 from tests.stores import REDIS_HOST, REDIS_PORT, drop_redis_prefix, redis_up, unavailable
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(60)]
@@ -159,54 +158,8 @@ MODES: dict[str, Any] = {
 # -- the parent side --------------------------------------------------------------------------
 
 
-class Child:
-    """A child process whose stdout lines arrive on a queue (read by a thread, never blocking)."""
-
-    def __init__(self, *argv: str, extra_env: dict[str, str] | None = None) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, *argv], cwd=ROOT, stdin=subprocess.PIPE,
-            stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(ROOT), **(extra_env or {})},
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        self.reader = threading.Thread(target=self._read, daemon=True)
-        self.reader.start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.lines.put(raw.decode().rstrip("\n"))
-        self.lines.put(None)
-
-    def line(self, timeout: float = 20.0) -> str:
-        got = self.lines.get(timeout=timeout)
-        if got is None:
-            raise AssertionError(f"child exited with {self.proc.wait()} before writing a line")
-        return got
-
-    def tell(self, text: str) -> None:
-        assert self.proc.stdin is not None
-        self.proc.stdin.write(text.encode() + b"\n")
-        self.proc.stdin.flush()
-
-    def rest(self, timeout: float = 30.0) -> list[str]:
-        """Every remaining line, once the child exits."""
-        assert self.proc.wait(timeout) == 0
-        lines: list[str] = []
-        while (got := self.lines.get(timeout=5)) is not None:
-            lines.append(got)
-        return lines
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGCONT)
-            self.proc.kill()
-            self.proc.wait()
-        self.reader.join(5)
-        for pipe in (self.proc.stdin, self.proc.stdout):
-            if pipe is not None:
-                with contextlib.suppress(OSError):
-                    pipe.close()
+class Child(children.Child):
+    code = CHILD
 
 
 def free_port() -> int:

@@ -8,13 +8,10 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import queue
 import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -25,6 +22,7 @@ import pytest
 
 from conveyor.brokers import Envelope, StoredResult, open_store
 from conveyor.brokers.base import PullConsumer
+from tests import children
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
@@ -142,41 +140,8 @@ MODES: dict[str, Any] = {
 # -- the parent side --------------------------------------------------------------------------
 
 
-class Child:
-    """A child process whose stdout lines arrive on a queue (read by a thread, never blocking)."""
-
-    def __init__(self, *argv: str) -> None:
-        self.proc = subprocess.Popen(
-            [sys.executable, "-c", CHILD, *argv], cwd=ROOT, stdout=subprocess.PIPE,
-            env={**os.environ, "PYTHONPATH": str(ROOT)},
-        )
-        self.lines: queue.Queue[str | None] = queue.Queue()
-        threading.Thread(target=self._read, daemon=True).start()
-
-    def _read(self) -> None:
-        assert self.proc.stdout is not None
-        for raw in self.proc.stdout:
-            self.lines.put(raw.decode().rstrip("\n"))
-        self.lines.put(None)
-
-    def line(self, timeout: float = 20.0) -> str:
-        got = self.lines.get(timeout=timeout)
-        if got is None:
-            raise AssertionError(f"child exited with {self.proc.wait()} before writing a line")
-        return got
-
-    def rest(self, timeout: float = 30.0) -> list[str]:
-        """Every remaining line, once the child exits."""
-        assert self.proc.wait(timeout) == 0
-        lines: list[str] = []
-        while (got := self.lines.get(timeout=5)) is not None:
-            lines.append(got)
-        return lines
-
-    def kill(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.kill()
-            self.proc.wait()
+class Child(children.Child):
+    code = CHILD
 
 
 @pytest.fixture
