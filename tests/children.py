@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import os
 import queue
@@ -9,7 +10,13 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
+from typing import Any
+
+from conveyor.brokers import open_store
+from conveyor.brokers.base import PullConsumer
+from conveyor.errors import BrokerUnavailable
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -67,3 +74,66 @@ class Child:
             if pipe is not None:
                 with contextlib.suppress(OSError):
                     pipe.close()
+
+
+# -- the child side: modes shared by the stores' multi-process tests ---------------------------
+
+
+def run(modes: dict[str, Any], argv: list[str]) -> None:
+    """Entry point of a child process: ``MODE URL [ARGS...]``."""
+    mode, url, *rest = argv
+    asyncio.run(modes[mode](url, *rest))
+
+
+def say(*parts: object) -> None:
+    print(*parts, flush=True)
+
+
+async def drain_and_ack(url: str, idle: str, lease: str = "30") -> None:
+    """Ack everything on ``q`` until nothing came for ``idle`` seconds; print each id as it
+    arrives. An ack that fails because Redis is down is reported and left to redelivery."""
+    store = open_store(url)
+    consumer = store.consume(["q"], prefetch=8, lease=float(lease))
+    say("ready")
+    while True:
+        try:
+            delivery = await asyncio.wait_for(anext(consumer), float(idle))
+        except TimeoutError:
+            break
+        say(delivery.envelope.id)
+        try:
+            await delivery.ack()
+        except BrokerUnavailable:
+            say("ack-failed")
+    await consumer.close()
+    await store.aclose()
+
+
+async def hold(url: str, count: str) -> None:
+    """Take ``count`` deliveries under a 1 s lease, print them, and keep renewing until killed."""
+    store = open_store(url)
+    consumer = store.consume(["q"], prefetch=int(count), lease=1.0)
+    for _ in range(int(count)):
+        delivery = await anext(consumer)
+        say(delivery.envelope.id, delivery.attempt)
+    say("holding")
+    await asyncio.sleep(3600)
+
+
+async def measure_wake(url: str, count: str) -> None:
+    """Print, for each delivery, seconds since the publisher wrote its time into the body."""
+    PullConsumer.max_idle = 60.0  # only a wake-up makes this consumer look again quickly
+    store = open_store(url)
+    consumer = store.consume(["q"], prefetch=1, lease=30)
+    await store._wait(["q"], 0)  # subscribe before announcing readiness
+    say("ready")
+    for _ in range(int(count)):
+        delivery = await anext(consumer)
+        say(time.time() - float(delivery.envelope.body))
+        await delivery.ack()
+    await consumer.close()
+    await store.aclose()
+
+
+
+MODES: dict[str, Any] = {"drain": drain_and_ack, "hold": hold, "wake": measure_wake}

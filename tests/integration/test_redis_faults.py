@@ -29,9 +29,10 @@ import pytest
 import redis
 
 from conveyor.brokers import Envelope, StoredResult, open_store
-from conveyor.brokers.base import CRASH_AFTER_CLAIM_ENV, PullConsumer
+from conveyor.brokers.base import CRASH_AFTER_CLAIM_ENV
 from conveyor.errors import BrokerUnavailable, ConfigurationError, LeaseLost
-from tests import children
+from tests import children as harness
+from tests.children import say
 from tests.stores import REDIS_HOST, REDIS_PORT, drop_redis_prefix, redis_up, unavailable
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(60)]
@@ -49,44 +50,7 @@ def env(body: bytes = b"x", queue_name: str = "q") -> Envelope:
 
 
 def child(argv: list[str]) -> None:
-    """Entry point of a child process: ``MODE URL [ARGS...]``."""
-    mode, url, *rest = argv
-    asyncio.run(MODES[mode](url, *rest))
-
-
-def say(*parts: object) -> None:
-    print(*parts, flush=True)
-
-
-async def drain_and_ack(url: str, idle: str, lease: str = "30") -> None:
-    """Ack everything on ``q`` until nothing came for ``idle`` seconds; print each id as it
-    arrives. An ack that fails because Redis is down is reported and left to redelivery."""
-    store = open_store(url)
-    consumer = store.consume(["q"], prefetch=8, lease=float(lease))
-    say("ready")
-    while True:
-        try:
-            delivery = await asyncio.wait_for(anext(consumer), float(idle))
-        except TimeoutError:
-            break
-        say(delivery.envelope.id)
-        try:
-            await delivery.ack()
-        except BrokerUnavailable:
-            say("ack-failed")
-    await consumer.close()
-    await store.aclose()
-
-
-async def hold(url: str, count: str) -> None:
-    """Take ``count`` deliveries under a 1 s lease, print them, and keep renewing until killed."""
-    store = open_store(url)
-    consumer = store.consume(["q"], prefetch=int(count), lease=1.0)
-    for _ in range(int(count)):
-        delivery = await anext(consumer)
-        say(delivery.envelope.id, delivery.attempt)
-    say("holding")
-    await asyncio.sleep(3600)
+    harness.run(MODES, argv)
 
 
 async def zombie(url: str) -> None:
@@ -105,21 +69,6 @@ async def zombie(url: str) -> None:
         say("acked")
     except LeaseLost:
         say("lease-lost")
-    await store.aclose()
-
-
-async def measure_wake(url: str, count: str) -> None:
-    """Print, for each delivery, seconds since the publisher wrote its time into the body."""
-    PullConsumer.max_idle = 60.0  # only a wake-up can make this consumer look again quickly
-    store = open_store(url)
-    consumer = store.consume(["q"], prefetch=1, lease=30)
-    await store._wait(["q"], 0)  # subscribe before announcing readiness
-    say("ready")
-    for _ in range(int(count)):
-        delivery = await anext(consumer)
-        say(time.time() - float(delivery.envelope.body))
-        await delivery.ack()
-    await consumer.close()
     await store.aclose()
 
 
@@ -146,19 +95,13 @@ async def measure_idle(url: str) -> None:
     await store.aclose()
 
 
-MODES: dict[str, Any] = {
-    "drain": drain_and_ack,
-    "hold": hold,
-    "zombie": zombie,
-    "wake": measure_wake,
-    "idle": measure_idle,
-}
+MODES: dict[str, Any] = {**harness.MODES, "zombie": zombie, "idle": measure_idle}
 
 
 # -- the parent side --------------------------------------------------------------------------
 
 
-class Child(children.Child):
+class Child(harness.Child):
     code = CHILD
 
 

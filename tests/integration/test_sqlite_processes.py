@@ -21,8 +21,8 @@ from typing import Any
 import pytest
 
 from conveyor.brokers import Envelope, StoredResult, open_store
-from conveyor.brokers.base import PullConsumer
-from tests import children
+from tests import children as harness
+from tests.children import say
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(60)]
 
@@ -38,54 +38,7 @@ def env(body: bytes = b"x", queue_name: str = "q") -> Envelope:
 
 
 def child(argv: list[str]) -> None:
-    """Entry point of a child process: ``MODE URL [ARGS...]``."""
-    mode, url, *rest = argv
-    asyncio.run(MODES[mode](url, *rest))
-
-
-def say(*parts: object) -> None:
-    print(*parts, flush=True)
-
-
-async def drain_and_ack(url: str, idle: str) -> None:
-    """Ack everything on ``q`` until nothing came for ``idle`` seconds; print each id."""
-    store = open_store(url)
-    consumer = store.consume(["q"], prefetch=8, lease=30)
-    say("ready")
-    while True:
-        try:
-            delivery = await asyncio.wait_for(anext(consumer), float(idle))
-        except TimeoutError:
-            break
-        await delivery.ack()
-        say(delivery.envelope.id)
-    await consumer.close()
-    await store.aclose()
-
-
-async def hold(url: str, count: str) -> None:
-    """Take ``count`` deliveries under a 1 s lease, print them, and keep renewing until killed."""
-    store = open_store(url)
-    consumer = store.consume(["q"], prefetch=int(count), lease=1.0)
-    for _ in range(int(count)):
-        delivery = await anext(consumer)
-        say(delivery.envelope.id, delivery.attempt)
-    say("holding")
-    await asyncio.sleep(3600)
-
-
-async def measure_wake(url: str, count: str) -> None:
-    """Print, for each delivery, seconds since the publisher wrote its time into the body."""
-    PullConsumer.max_idle = 60.0  # only the doorbell can wake this consumer quickly
-    store = open_store(url)
-    consumer = store.consume(["q"], prefetch=1, lease=30)
-    say("ready")
-    for _ in range(int(count)):
-        delivery = await anext(consumer)
-        say(time.time() - float(delivery.envelope.body))
-        await delivery.ack()
-    await consumer.close()
-    await store.aclose()
+    harness.run(MODES, argv)
 
 
 async def measure_idle(url: str) -> None:
@@ -128,19 +81,13 @@ async def wait_result(url: str, task_id: str, how: str) -> None:
     await store.aclose()
 
 
-MODES: dict[str, Any] = {
-    "drain": drain_and_ack,
-    "hold": hold,
-    "wake": measure_wake,
-    "idle": measure_idle,
-    "result": wait_result,
-}
+MODES: dict[str, Any] = {**harness.MODES, "idle": measure_idle, "result": wait_result}
 
 
 # -- the parent side --------------------------------------------------------------------------
 
 
-class Child(children.Child):
+class Child(harness.Child):
     code = CHILD
 
 
