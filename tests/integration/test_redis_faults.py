@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import os
 import queue
 import shutil
 import signal
@@ -471,3 +472,35 @@ async def test_tls_and_sentinel_urls_reach_the_server(
         await got.ack()
         await consumer.close()
         await store.aclose()
+
+
+def test_worker_keeps_consuming_after_redis_restarts(
+    tmp_path: Path, servers: list[PrivateRedis]
+) -> None:
+    """A real worker process rides out a Redis crash and restart without being restarted."""
+    from conveyor import Conveyor
+
+    server = PrivateRedis(tmp_path, "--appendonly", "yes", "--appendfsync", "always").start()
+    servers.append(server)
+    url = f"redis://127.0.0.1:{server.port}/0?prefix=worker-restart"
+    trace = tmp_path / "trace"
+    trace.mkdir()
+    worker = subprocess.Popen(
+        [sys.executable, "-m", "conveyor", "worker", "-A", "tests.integration.taskapp",
+         "--pool", "thread", "-c", "1", "-l", "error"], cwd=ROOT,
+        env={**os.environ, "PYTHONPATH": str(ROOT), "CONVEYOR_BROKER_URL": url,
+             "CONVEYOR_TEST_DIR": str(trace)})
+    app = Conveyor("itest", broker=url)
+    try:
+        assert app.send_task("tests.integration.taskapp.add", [1, 2]).get(timeout=20) == 3
+        server.kill(signal.SIGKILL)
+        time.sleep(1.0)  # the worker sees the outage
+        server.start()
+        app.close()
+        assert app.send_task("tests.integration.taskapp.add", [2, 3]).get(timeout=30) == 5
+        assert worker.poll() is None
+    finally:
+        app.close()
+        worker.send_signal(signal.SIGINT)
+        worker.send_signal(signal.SIGINT)
+        worker.wait(15)
