@@ -19,7 +19,7 @@ from typing import (
     overload,
 )
 
-from .brokers import Envelope, StoredResult, open_store
+from .brokers import Envelope, StoredResult, as_backend, as_broker, open_store
 from .errors import ConfigurationError
 from .message import Message, new_id
 from .options import TaskOptions, TaskOptionsDict, build_options
@@ -80,14 +80,14 @@ class Conveyor:
         self.lease = lease
         self.dead_letter_failures = dead_letter_failures
         self.tasks: dict[str, Task[Any, Any]] = {}
-        self._stores: dict[str, Any] = {}
+        self._stores: dict[str, Broker | ResultBackend] = {}
         self._pid = os.getpid()
 
     def __repr__(self) -> str:
         return f"<Conveyor {self.name} broker={mask_url(self.broker_url)}>"
 
     # -- stores ---------------------------------------------------------------------------
-    def _store(self, url: str) -> Any:
+    def _store(self, url: str) -> Broker | ResultBackend:
         if self._pid != os.getpid():  # forked: connections and threads do not survive a fork
             self._stores, self._pid = {}, os.getpid()
         if url not in self._stores:
@@ -97,12 +97,12 @@ class Conveyor:
     @property
     def broker(self) -> Broker:
         """The broker, opened on first use."""
-        return self._store(self.broker_url)  # type: ignore[no-any-return]
+        return as_broker(self._store(self.broker_url))
 
     @property
     def backend(self) -> ResultBackend:
         """The result backend, opened on first use."""
-        return self._store(self.backend_url)  # type: ignore[no-any-return]
+        return as_backend(self._store(self.backend_url))
 
     @property
     def shared_store(self) -> bool:

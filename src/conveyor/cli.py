@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 import os
-from typing import Any
+from typing import TYPE_CHECKING
 
 import click
 
+from .brokers import DeadLetterAdmin, QueueAdmin, dead_letter_admin, queue_admin
 from .errors import ConveyorError
 from .loader import load_app
+
+if TYPE_CHECKING:
+    from .app import Conveyor
 
 APP_OPTION = click.option("-A", "--app", "app_path", required=True, envvar="CONVEYOR_APP",
                           help="The application: module or module:attribute.")
@@ -66,11 +70,12 @@ def inspect(app_path: str, queues: str | None) -> None:
     from rich.table import Table
 
     app = _load(app_path)
-    names = _queues(queues) if queues else app.broker.queues()
+    admin = _admin(app)
+    names = _queues(queues) if queues else admin.queues()
     table = Table("queue", "ready", "in flight", "delayed", "dead",
                   title=f"{app.name} @ {app.broker.url}")
     for name in names:
-        s = app.broker.stats(name)
+        s = admin.stats(name)
         table.add_row(name, str(s.ready), str(s.in_flight), str(s.delayed), str(s.dead))
     Console().print(table)
 
@@ -83,7 +88,7 @@ def purge(app_path: str, queue: str, yes: bool) -> None:
     """Delete every waiting (ready and delayed) message of a queue."""
     if not yes:
         click.confirm(f"Delete every waiting message of {queue!r}?", abort=True)
-    click.echo(f"purged {_load(app_path).broker.purge(queue)} message(s)")
+    click.echo(f"purged {_admin(_load(app_path)).purge(queue)} message(s)")
 
 
 @cli.command()
@@ -120,7 +125,7 @@ def dlq_list(app_path: str, queue: str | None, limit: int, as_json: bool) -> Non
     from rich.console import Console
     from rich.table import Table
 
-    letters = _load(app_path).broker.dead_letters(queue, limit)
+    letters = _dead(_load(app_path)).dead_letters(queue, limit)
     if as_json:
         for letter in letters:
             click.echo(json.dumps({"id": letter.envelope.id, "queue": letter.envelope.queue,
@@ -143,10 +148,10 @@ def dlq_list(app_path: str, queue: str | None, limit: int, as_json: bool) -> Non
 def dlq_replay(app_path: str, queue: str | None, ids: tuple[str, ...]) -> None:
     """Send dead letters (IDS, or all of a queue, or all) back to their queues once."""
     app = _load(app_path)
-    chosen = list(ids) or [d.envelope.id for d in app.broker.dead_letters(queue, 1_000_000)]
+    chosen = list(ids) or [d.envelope.id for d in _dead(app).dead_letters(queue, 1_000_000)]
     for task_id in chosen:  # a replayed task must be able to record a new outcome
         app.backend.forget(task_id)
-    click.echo(f"replayed {app.broker.replay_dead(chosen)} message(s)")
+    click.echo(f"replayed {_dead(app).replay_dead(chosen)} message(s)")
 
 
 @dlq.command("purge")
@@ -157,10 +162,18 @@ def dlq_purge(app_path: str, queue: str | None, yes: bool) -> None:
     """Delete dead letters for good."""
     if not yes:
         click.confirm("Delete these dead letters for good?", abort=True)
-    click.echo(f"purged {_load(app_path).broker.purge_dead(queue)} dead letter(s)")
+    click.echo(f"purged {_dead(_load(app_path)).purge_dead(queue)} dead letter(s)")
 
 
-def _load(app_path: str) -> Any:
+def _admin(app: Conveyor) -> QueueAdmin:
+    return queue_admin(app.broker)
+
+
+def _dead(app: Conveyor) -> DeadLetterAdmin:
+    return dead_letter_admin(app.broker)
+
+
+def _load(app_path: str) -> Conveyor:
     try:
         return load_app(app_path)
     except ConveyorError as exc:

@@ -19,6 +19,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
+from .brokers import queue_admin
 from .result import AsyncResult
 from .states import State
 from .worker.execution import execute
@@ -35,7 +36,8 @@ def run_queued(app: Conveyor, queues: Sequence[str] | None = None, *,
     results in the order they first ran. With ``include_delayed`` it also waits for delayed
     tasks and retries (keep countdowns short in tests). With ``raise_errors`` the first task
     that ended in FAILURE has its exception re-raised here."""
-    names = list(queues) if queues is not None else app.broker.queues()
+    admin = queue_admin(app.broker)
+    names = list(queues) if queues is not None else admin.queues()
     ran = asyncio.run(_drain(app, names, include_delayed, timeout)) if names else []
     results = [AsyncResult[Any](task_id, app) for task_id in dict.fromkeys(ran)]
     if raise_errors:
@@ -66,5 +68,6 @@ async def _drain(app: Conveyor, queues: list[str], include_delayed: bool,
 
 
 def _pending(app: Conveyor, queues: list[str], include_delayed: bool) -> bool:
-    stats = [app.broker.stats(q) for q in queues]
+    admin = queue_admin(app.broker)
+    stats = [admin.stats(q) for q in queues]
     return any(s.ready or s.in_flight or (include_delayed and s.delayed) for s in stats)

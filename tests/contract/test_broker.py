@@ -3,14 +3,27 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 import uuid
-from typing import Any
+from collections.abc import Coroutine
+from typing import Any, TypeVar
 
 import pytest
 
-from conveyor.brokers import Consumer, Delivery, Envelope
+from conveyor.brokers import (
+    Consumer,
+    DeadLetterAdmin,
+    Delivery,
+    Envelope,
+    PullBroker,
+    QueueAdmin,
+    ResultBackend,
+)
 from conveyor.errors import LeaseLost
+from tests.contract.conftest import needs
+
+T = TypeVar("T")
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -81,6 +94,7 @@ async def test_eta_not_before_and_soon_after(store: Any) -> None:
 
 
 async def test_far_future_eta_is_never_delivered_early(store: Any) -> None:
+    needs(store, QueueAdmin, "queue statistics")
     store.publish([env(eta=time.time() + 3600)])
     consumer = store.consume(["q"], prefetch=1, lease=0.5)
     assert await nothing_within(consumer, 1.5)
@@ -89,6 +103,7 @@ async def test_far_future_eta_is_never_delivered_early(store: Any) -> None:
 
 
 async def test_bulk_publish_all_arrive(store: Any) -> None:
+    needs(store, QueueAdmin, "queue statistics")
     sent = [env(body=str(i).encode()) for i in range(2000)]
     store.publish(sent)
     assert store.stats("q").ready == 2000
@@ -103,6 +118,7 @@ async def test_async_publish(store: Any) -> None:
 
 
 async def test_queues_are_isolated(store: Any) -> None:
+    needs(store, QueueAdmin, "queue statistics")
     store.publish([env("a", b"for-a"), env("b", b"for-b")])
     consumer = store.consume(["a"], prefetch=5, lease=30)
     got = await take(consumer)
@@ -149,6 +165,7 @@ async def nothing_within_collect(consumer: Consumer, seen: list[str]) -> bool:
 
 
 async def test_ack_is_final_and_second_ack_harmless(store: Any) -> None:
+    needs(store, QueueAdmin, "queue statistics")
     store.publish([env()])
     (got,) = await drain(store, "q", 1)
     await got.ack()
@@ -173,6 +190,8 @@ async def test_retry_comes_back_later_with_new_body_and_higher_attempt(store: An
 
 
 async def test_dead_letter_keeps_body_and_reason_replay_once_purge(store: Any) -> None:
+    needs(store, QueueAdmin, "queue statistics")
+    needs(store, DeadLetterAdmin, "dead-letter browsing")
     sent = env(body=b"poison")
     store.publish([sent])
     (got,) = await drain(store, "q", 1)
@@ -200,17 +219,22 @@ async def test_release_returns_the_message_at_once(store: Any) -> None:
     await consumer.close()
 
 
-async def test_dead_consumer_loses_its_delivery_within_the_lease(store: Any) -> None:
+async def test_frozen_consumer_loses_its_delivery_within_the_lease(store: Any) -> None:
+    needs(store, PullBroker, "leases")
     store.publish([env()])
-    claims, _ = await store._claim(["q"], 1, 0.5)  # a consumer that then never renews
-    consumer = store.consume(["q"], prefetch=1, lease=30)
-    got = await take(consumer, timeout=3.0)
-    assert got.envelope.id == claims[0].envelope.id
-    assert got.attempt == claims[0].attempt + 1
-    with pytest.raises(LeaseLost):
-        await store._settle_ack(claims[0])  # the zombie is fenced out
-    await got.ack()
-    await consumer.close()
+    with Frozen() as zombie:
+        zombie_consumer = zombie.run(_consume(store, 0.5))
+        stale = zombie.run(take(zombie_consumer))
+        zombie.freeze(2.0)  # its renewals stop, as in a process stopped by SIGSTOP
+        consumer = store.consume(["q"], prefetch=1, lease=30)
+        got = await take(consumer, timeout=3.0)
+        assert got.envelope.id == stale.envelope.id
+        assert got.attempt == stale.attempt + 1
+        with pytest.raises(LeaseLost):
+            zombie.run(stale.ack())  # the zombie is fenced out
+        await got.ack()
+        await consumer.close()
+        zombie.run(zombie_consumer.close())
 
 
 async def test_live_consumer_keeps_its_delivery_past_the_lease(store: Any) -> None:
@@ -218,23 +242,65 @@ async def test_live_consumer_keeps_its_delivery_past_the_lease(store: Any) -> No
     holder = store.consume(["q"], prefetch=1, lease=0.6)
     got = await take(holder)
     await asyncio.sleep(1.8)
-    claims, _ = await store._claim(["q"], 1, 30)
-    assert claims == []
+    other = store.consume(["q"], prefetch=1, lease=30)
+    assert await nothing_within(other, 0.3)
     assert not got.lost
     await got.ack()
+    await other.close()
     await holder.close()
 
 
 async def test_zombie_renewal_reports_lost_and_cannot_retry(store: Any) -> None:
+    needs(store, PullBroker, "leases")
     store.publish([env()])
-    claims, _ = await store._claim(["q"], 1, 0.3)
-    await asyncio.sleep(0.5)
-    taken, _ = await store._claim(["q"], 1, 30)
-    assert len(taken) == 1
-    assert await store._renew(claims, 30) == {claims[0].token}
-    with pytest.raises(LeaseLost):
-        await store._settle_retry(claims[0], 0, None)
-    await store._settle_ack(taken[0])
+    with Frozen() as zombie:
+        zombie_consumer = zombie.run(_consume(store, 0.3))
+        stale = zombie.run(take(zombie_consumer))
+        zombie.freeze(1.0)
+        consumer = store.consume(["q"], prefetch=1, lease=30)
+        taken = await take(consumer, timeout=3.0)
+        zombie.run(asyncio.sleep(0.5))  # thawed: its next renewal finds the lease gone
+        assert stale.lost
+        with pytest.raises(LeaseLost):
+            zombie.run(stale.retry(0, None))
+        await taken.ack()
+        await consumer.close()
+        zombie.run(zombie_consumer.close())
+
+
+async def _consume(store: Any, lease: float) -> Consumer:
+    return store.consume(["q"], prefetch=1, lease=lease)
+
+
+async def _cancel_others() -> None:
+    mine = asyncio.current_task()
+    others = [t for t in asyncio.all_tasks() if t is not mine]
+    for task in others:
+        task.cancel()
+    await asyncio.gather(*others, return_exceptions=True)
+
+
+class Frozen:
+    """A consumer's own event loop in a thread, which the test can freeze: a blocked loop
+    stops renewing leases exactly as a process stopped by SIGSTOP does."""
+
+    def __enter__(self) -> Frozen:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+        return self
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(15)
+
+    def freeze(self, seconds: float) -> None:
+        self.loop.call_soon_threadsafe(time.sleep, seconds)
+
+    def __exit__(self, *_: object) -> None:
+        self.run(_cancel_others())
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(15)
+        self.loop.close()
 
 
 async def test_close_unblocks_a_waiting_consumer_promptly(store: Any) -> None:
@@ -249,6 +315,7 @@ async def test_close_unblocks_a_waiting_consumer_promptly(store: Any) -> None:
 
 
 async def test_close_gives_back_unstarted_deliveries(store: Any) -> None:
+    needs(store, QueueAdmin, "queue statistics")
     store.publish([env() for _ in range(3)])
     consumer = store.consume(["q"], prefetch=3, lease=60)
     await take(consumer)
@@ -257,6 +324,7 @@ async def test_close_gives_back_unstarted_deliveries(store: Any) -> None:
 
 
 async def test_purge_and_stats(store: Any) -> None:
+    needs(store, QueueAdmin, "queue statistics")
     store.publish([env() for _ in range(4)] + [env(eta=time.time() + 600)])
     (held,) = await drain(store, "q", 1)
     stats = store.stats("q")
@@ -268,6 +336,8 @@ async def test_purge_and_stats(store: Any) -> None:
 
 
 async def test_settles_can_carry_their_result(store: Any) -> None:
+    needs(store, DeadLetterAdmin, "dead-letter browsing")
+    needs(store, ResultBackend, "results")
     from conveyor.brokers import ResultWrite, StoredResult
 
     ids = [env(body=str(i).encode()) for i in range(3)]
@@ -294,6 +364,8 @@ async def test_settles_can_carry_their_result(store: Any) -> None:
 
 
 async def test_async_publish_tracked(store: Any) -> None:
+    needs(store, QueueAdmin, "queue statistics")
+    needs(store, ResultBackend, "results")
     from conveyor.brokers import StoredResult
 
     sent = env()

@@ -26,7 +26,7 @@ from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ..errors import BrokerError
+from ..errors import BrokerError, ConfigurationError
 
 log = logging.getLogger("conveyor.broker")
 
@@ -147,7 +147,14 @@ class Consumer(ABC):
 
 
 class Broker(ABC):
-    """Carries envelopes from producers to consumers. ``url`` never shows a password."""
+    """The core every broker meets: publish, consume deliveries under a prefetch bound, settle
+    them (ack, retry later, dead-letter, give back) and close. ``url`` never shows a password.
+
+    What a broker may offer beyond that is declared by also deriving from a capability class:
+    :class:`QueueAdmin` (statistics, listing, purge) and :class:`DeadLetterAdmin` (browse,
+    replay, purge dead letters). Pull stores with leases derive from :class:`PullBroker`; a
+    push broker (AMQP) implements the core without imitating a lease table.
+    """
 
     url: str
 
@@ -176,7 +183,22 @@ class Broker(ABC):
 
     @abstractmethod
     def consume(self, queues: Sequence[str], *, prefetch: int, lease: float) -> Consumer:
-        """Start consuming ``queues`` (earlier queues first within the same priority)."""
+        """Start consuming ``queues`` (earlier queues first within the same priority).
+
+        ``lease`` is how long a silent consumer keeps its deliveries, for brokers with leases;
+        others hand deliveries back when the consumer's connection ends."""
+
+    @abstractmethod
+    def close(self) -> None:
+        """Release connections and files."""
+
+    async def aclose(self) -> None:
+        """Async form of :meth:`close`."""
+        self.close()
+
+
+class QueueAdmin(ABC):
+    """Capability: queue statistics, listing and purge (``conveyor inspect``, ``purge``)."""
 
     @abstractmethod
     def stats(self, queue: str) -> QueueStats:
@@ -190,6 +212,10 @@ class Broker(ABC):
     def purge(self, queue: str) -> int:
         """Remove the ready and delayed messages of ``queue``; returns how many."""
 
+
+class DeadLetterAdmin(ABC):
+    """Capability: browsing, replaying and purging dead letters (``conveyor dlq``)."""
+
     @abstractmethod
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
         """Dead letters, oldest first, of one queue or all."""
@@ -202,13 +228,19 @@ class Broker(ABC):
     def purge_dead(self, queue: str | None = None) -> int:
         """Delete dead letters of one queue or all; returns how many."""
 
-    @abstractmethod
-    def close(self) -> None:
-        """Release connections and files."""
 
-    async def aclose(self) -> None:
-        """Async form of :meth:`close`."""
-        self.close()
+def queue_admin(broker: Broker) -> QueueAdmin:
+    """``broker`` as a :class:`QueueAdmin`, or ConfigurationError naming what it lacks."""
+    if isinstance(broker, QueueAdmin):
+        return broker
+    raise ConfigurationError(f"the broker at {broker.url} offers no queue statistics or purge")
+
+
+def dead_letter_admin(broker: Broker) -> DeadLetterAdmin:
+    """``broker`` as a :class:`DeadLetterAdmin`, or ConfigurationError naming what it lacks."""
+    if isinstance(broker, DeadLetterAdmin):
+        return broker
+    raise ConfigurationError(f"the broker at {broker.url} offers no dead-letter browsing")
 
 
 @dataclass(frozen=True, slots=True)

@@ -20,8 +20,10 @@ from ..errors import LeaseLost
 from .base import (
     Claim,
     DeadLetter,
+    DeadLetterAdmin,
     Envelope,
     PullBroker,
+    QueueAdmin,
     QueueStats,
     ResultBackend,
     StoredResult,
@@ -51,7 +53,7 @@ class _Entry:
     failed_at: float = 0.0
 
 
-class MemoryStore(PullBroker, ResultBackend):
+class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
     """Broker and result backend in plain dictionaries, guarded by one lock."""
 
     def __init__(self, url: str = "memory://") -> None:

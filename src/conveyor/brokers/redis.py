@@ -85,8 +85,10 @@ from . import redis_scripts as lua
 from .base import (
     Claim,
     DeadLetter,
+    DeadLetterAdmin,
     Envelope,
     PullBroker,
+    QueueAdmin,
     QueueStats,
     ResultBackend,
     ResultWrite,
@@ -705,7 +707,7 @@ class _Outage:
             self.failures = 0
 
 
-class RedisStore(PullBroker, ResultBackend):
+class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
     """Broker and result backend on Redis. Thread-safe for the sync methods; the async methods
     use one client per event loop (redis.asyncio objects belong to the loop that made them)."""
 

@@ -58,8 +58,10 @@ from ..errors import BrokerError, BrokerUnavailable, ConfigurationError, LeaseLo
 from .base import (
     Claim,
     DeadLetter,
+    DeadLetterAdmin,
     Envelope,
     PullBroker,
+    QueueAdmin,
     QueueStats,
     ResultBackend,
     ResultWrite,
@@ -645,7 +647,7 @@ def convert_error(exc: sqlite3.Error, path: str) -> BrokerError:
 # -- the store --------------------------------------------------------------------------------
 
 
-class SQLiteStore(PullBroker, ResultBackend):
+class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
     """Broker and result backend in one SQLite file; see the module docstring."""
 
     def __init__(self, url: str, settings: Settings) -> None:
