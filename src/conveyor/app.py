@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import inspect
 import os
-import time
 from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import (
@@ -20,6 +19,7 @@ from typing import (
 )
 
 from .brokers import Envelope, StoredResult, as_backend, as_broker, open_store
+from .clock import SYSTEM, Clock
 from .errors import ConfigurationError
 from .message import Message, new_id
 from .options import TaskOptions, TaskOptionsDict, build_options
@@ -63,13 +63,14 @@ class Conveyor:
     ``serializer`` encodes messages and results; only ``accept_content`` types are decoded
     (pickle is refused unless listed). ``result_ttl`` is how long outcomes are kept (seconds);
     ``lease`` how long a worker may go silent before its tasks go to another (seconds).
+    ``clock`` is where every part of the app reads the time (a fake one in tests).
     """
 
     def __init__(
         self, name: str = "conveyor", broker: str | None = None, backend: str | None = None, *,
         serializer: str = "json", accept_content: Iterable[str] = ("json", "msgpack"),
         default_queue: str = "default", result_ttl: float = 86400.0, lease: float = 30.0,
-        dead_letter_failures: bool = True,
+        dead_letter_failures: bool = True, clock: Clock = SYSTEM,
     ) -> None:
         self.name = name
         self.broker_url = broker or os.environ.get("CONVEYOR_BROKER_URL") or DEFAULT_BROKER
@@ -79,6 +80,7 @@ class Conveyor:
         self.result_ttl = result_ttl
         self.lease = lease
         self.dead_letter_failures = dead_letter_failures
+        self.clock = clock
         self.tasks: dict[str, Task[Any, Any]] = {}
         self._stores: dict[str, Broker | ResultBackend] = {}
         self._pid = os.getpid()
@@ -91,7 +93,7 @@ class Conveyor:
         if self._pid != os.getpid():  # forked: connections and threads do not survive a fork
             self._stores, self._pid = {}, os.getpid()
         if url not in self._stores:
-            self._stores[url] = open_store(url)
+            self._stores[url] = open_store(url, clock=self.clock)
         return self._stores[url]
 
     @property
@@ -160,7 +162,7 @@ class Conveyor:
         priority: int | None = None, queue: str | None = None, task_id: str | None = None,
     ) -> Message:
         """A message for task ``name`` with per-call options over the task's defaults."""
-        now = time.time()
+        now = self.clock.time()
         opts = options or TaskOptions(queue=self.default_queue)
         when = now + countdown if countdown is not None else _epoch(eta)
         expires = expires if expires is not None else opts.expires
@@ -207,7 +209,7 @@ class Conveyor:
 
     def _pending_ttl(self, messages: Sequence[Message]) -> float:
         latest = max((m.eta or 0.0 for m in messages), default=0.0)
-        return self.result_ttl + max(0.0, latest - time.time())
+        return self.result_ttl + max(0.0, latest - self.clock.time())
 
     def send_task(self, name: str, args: Iterable[Any] = (),
                   kwargs: Mapping[str, Any] | None = None, **options: Any) -> AsyncResult[Any]:

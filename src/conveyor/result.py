@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
+from .clock import Deadline
 from .errors import ResultTimeout, TaskExpired, TaskRevoked
 from .outcome import Outcome
 from .states import State
@@ -107,16 +107,12 @@ class AsyncResult(Generic[R]):
     def revoke(self) -> bool:
         """Mark the task REVOKED: a worker that has not started it skips it. A task already
         running finishes, but its outcome is discarded. False if it was already final."""
-        outcome = Outcome(State.REVOKED, at=time.time())
+        outcome = Outcome(State.REVOKED, at=self.app.clock.time())
         record = outcome.encode(self.app.codec, _REVOKE_ATTEMPT)
         return self.app.backend.store(self.id, record, self.app.result_ttl)
 
 
 def collect(results: list[AsyncResult[R]], timeout: float | None = None) -> list[R]:
     """Values of many results, in order, waiting for each in turn."""
-    deadline = None if timeout is None else time.monotonic() + timeout
-    values = []
-    for result in results:
-        left = None if deadline is None else max(0.0, deadline - time.monotonic())
-        values.append(result.get(timeout=left))
-    return values
+    deadline = Deadline(timeout)
+    return [result.get(timeout=deadline.left()) for result in results]

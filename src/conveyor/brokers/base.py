@@ -20,12 +20,12 @@ import asyncio
 import collections
 import logging
 import os
-import time
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from ..clock import SYSTEM, Clock
 from ..errors import BrokerError, ConfigurationError
 
 log = logging.getLogger("conveyor.broker")
@@ -325,7 +325,12 @@ class ResultBackend(ABC):
 
 
 class PullBroker(Broker):
-    """A broker whose consumers pull. Subclasses provide the primitives below; all are atomic."""
+    """A broker whose consumers pull. Subclasses provide the primitives below; all are atomic.
+
+    ``clock`` is what the consumer loop measures waits with; stores set their own.
+    """
+
+    clock: Clock = SYSTEM
 
     @abstractmethod
     async def _claim(
@@ -484,7 +489,7 @@ class PullConsumer(Consumer):
             self._held[claim.token] = delivery
             self._ready.append(delivery)
         if not claims:
-            timeout = self.max_idle if next_at is None else next_at - time.time()
+            timeout = self.max_idle if next_at is None else next_at - self.broker.clock.time()
             timeout = min(max(timeout, 0.0), self.max_idle)
             await self._until(self.broker._wait(self.queues, timeout), None)
 

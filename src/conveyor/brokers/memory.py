@@ -11,11 +11,11 @@ import asyncio
 import itertools
 import secrets
 import threading
-import time
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from urllib.parse import urlsplit
 
+from ..clock import SYSTEM, Clock, Deadline
 from ..errors import LeaseLost
 from .base import (
     Claim,
@@ -33,13 +33,13 @@ _NAMED: dict[str, MemoryStore] = {}
 _NAMED_LOCK = threading.Lock()
 
 
-def open_store(url: str = "memory://", **_: object) -> MemoryStore:
+def open_store(url: str = "memory://", *, clock: Clock = SYSTEM, **_: object) -> MemoryStore:
     """A fresh store for ``memory://``, the shared named one for ``memory://NAME``."""
     name = urlsplit(url).netloc
     if not name:
-        return MemoryStore(url)
+        return MemoryStore(url, clock)
     with _NAMED_LOCK:
-        return _NAMED.setdefault(name, MemoryStore(url))
+        return _NAMED.setdefault(name, MemoryStore(url, clock))
 
 
 @dataclass(slots=True)
@@ -56,8 +56,9 @@ class _Entry:
 class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
     """Broker and result backend in plain dictionaries, guarded by one lock."""
 
-    def __init__(self, url: str = "memory://") -> None:
+    def __init__(self, url: str = "memory://", clock: Clock = SYSTEM) -> None:
         self.url = url
+        self.clock = clock
         self._lock = threading.Lock()
         self._seq = itertools.count()
         self._messages: dict[str, _Entry] = {}
@@ -83,7 +84,7 @@ class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
     async def _claim(
         self, queues: Sequence[str], limit: int, lease: float
     ) -> tuple[list[Claim], float | None]:
-        now = time.time()
+        now = self.clock.time()
         order = {q: i for i, q in enumerate(queues)}
         with self._lock:
             live = [e for e in self._messages.values()
@@ -133,7 +134,7 @@ class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
             if entry is not None:
                 env = entry.envelope
                 entry.envelope = replace(env, body=env.body if body is None else body,
-                                         eta=time.time() + delay)
+                                         eta=self.clock.time() + delay)
                 entry.token, entry.seq = None, next(self._seq)
         self._bell.ring()
 
@@ -141,7 +142,7 @@ class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
         with self._lock:
             entry = self._held(claim)
             if entry is not None:
-                entry.token, entry.dead_reason, entry.failed_at = None, reason, time.time()
+                entry.token, entry.dead_reason, entry.failed_at = None, reason, self.clock.time()
 
     async def _settle_release(self, claim: Claim) -> None:
         with self._lock:
@@ -158,12 +159,12 @@ class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
                 if entry is None or entry.token != claim.token:
                     lost.add(claim.token)
                 else:
-                    entry.lease_until = time.time() + lease
+                    entry.lease_until = self.clock.time() + lease
         return lost
 
     # -- admin ----------------------------------------------------------------------------
     def stats(self, queue: str) -> QueueStats:
-        now = time.time()
+        now = self.clock.time()
         with self._lock:
             entries = [e for e in self._messages.values() if e.envelope.queue == queue]
         dead = sum(e.dead_reason is not None for e in entries)
@@ -216,7 +217,7 @@ class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
             old = self._live_result(task_id)
             if old is not None and (old.final or old.attempt > record.attempt):
                 return False
-            self._results[task_id] = (record, time.time() + ttl)
+            self._results[task_id] = (record, self.clock.time() + ttl)
         if record.final:
             self._bell.ring()
         return True
@@ -228,7 +229,7 @@ class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
         found = self._results.get(task_id)
         if found is None:
             return None
-        if found[1] <= time.time():
+        if found[1] <= self.clock.time():
             del self._results[task_id]
             return None
         return found[0]
@@ -241,23 +242,21 @@ class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
         return self.get_many(task_ids)
 
     def wait(self, task_id: str, timeout: float | None) -> StoredResult | None:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
         while True:
             seen = self._bell.generation
             record = self.get(task_id)
-            left = None if deadline is None else deadline - time.monotonic()
-            if (record is not None and record.final) or (left is not None and left <= 0):
+            if (record is not None and record.final) or deadline.expired:
                 return record
-            self._bell.wait_sync(seen, left)
+            self._bell.wait_sync(seen, deadline.left())
 
     async def await_final(self, task_id: str, timeout: float | None) -> StoredResult | None:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
         while True:
             record = await self.aget(task_id)
-            left = None if deadline is None else deadline - time.monotonic()
-            if (record is not None and record.final) or (left is not None and left <= 0):
+            if (record is not None and record.final) or deadline.expired:
                 return record
-            await self._bell.wait(left)
+            await self._bell.wait(deadline.left())
 
     def forget(self, task_id: str) -> None:
         with self._lock:

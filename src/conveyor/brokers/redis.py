@@ -64,7 +64,6 @@ import secrets
 import select
 import socket
 import threading
-import time
 import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
@@ -79,6 +78,7 @@ from redis.backoff import NoBackoff
 from redis.exceptions import NoScriptError, ReadOnlyError, RedisError, ResponseError
 from redis.retry import Retry
 
+from ..clock import SYSTEM, Clock, Deadline
 from ..errors import BrokerError, BrokerUnavailable, ConfigurationError, LeaseLost
 from ..urls import mask_url as mask
 from . import redis_scripts as lua
@@ -129,7 +129,7 @@ _CONFIRM_TIMEOUT = 5.0  # how long to wait for Redis to confirm a SUBSCRIBE
 _READ_SLICE = 5.0  # pub/sub reads wake this often even when idle, to notice a dead connection
 
 
-def open_store(url: str, **options: Any) -> RedisStore:
+def open_store(url: str, *, clock: Clock = SYSTEM, **options: Any) -> RedisStore:
     """Open the store for a ``redis://``, ``rediss://`` or ``redis+sentinel://`` URL.
 
     ``prefix`` may also be given as an option; other options go to the redis-py client (e.g.
@@ -137,7 +137,7 @@ def open_store(url: str, **options: Any) -> RedisStore:
     BrokerUnavailable when the server cannot be reached.
     """
     try:
-        store = RedisStore(_parse_target(url, dict(options)))
+        store = RedisStore(_parse_target(url, dict(options)), clock)
     except (TypeError, ValueError) as exc:  # bad values or options, reported by redis-py
         raise ConfigurationError(f"{mask(url)}: {exc}") from exc
     try:
@@ -687,15 +687,16 @@ class _AsyncWire:
 class _Outage:
     """Consumer-side bookkeeping of a Redis outage: backoff, and logs that do not flood."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, clock: Clock) -> None:
         self.url = url
+        self.clock = clock
         self.failures = 0
         self._last_log = 0.0
 
     def failed(self, exc: BaseException) -> float:
         """Record a failure; returns how long to wait before trying again."""
         self.failures += 1
-        now = time.monotonic()
+        now = self.clock.monotonic()
         if self.failures == 1 or now - self._last_log > 30:
             self._last_log = now
             log.warning("%s; consumers keep retrying", exc)
@@ -711,8 +712,9 @@ class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
     """Broker and result backend on Redis. Thread-safe for the sync methods; the async methods
     use one client per event loop (redis.asyncio objects belong to the loop that made them)."""
 
-    def __init__(self, target: _Target) -> None:
+    def __init__(self, target: _Target, clock: Clock = SYSTEM) -> None:
         self.url = target.url
+        self.clock = clock
         self.prefix = target.prefix
         self._target = target
         self._plans = _Plans(target.prefix)
@@ -721,7 +723,7 @@ class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
         self._sides: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AsyncSide] = (
             weakref.WeakKeyDictionary())
         self._sides_lock = threading.Lock()
-        self._outage = _Outage(self.url)
+        self._outage = _Outage(self.url, clock)
 
     def __repr__(self) -> str:
         return f"RedisStore({self.url!r}, prefix={self.prefix!r})"
@@ -815,13 +817,13 @@ class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
         """See :meth:`PullBroker._claim`. While Redis is unreachable this returns no claims and
         a retry time after a capped exponential backoff, so the consumer loop survives."""
         side = self._side()
-        started = time.monotonic()
+        started = self.clock.monotonic()
         for queue in queues:
             side.claimed_at[queue] = started
         try:
             found = await self._claim_from(list(queues), limit, lease)
         except BrokerUnavailable as exc:
-            return [], time.time() + self._outage.failed(exc)
+            return [], self.clock.time() + self._outage.failed(exc)
         self._outage.recovered()
         return found
 
@@ -957,7 +959,7 @@ class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
 
     def wait(self, task_id: str, timeout: float | None) -> StoredResult | None:
         """Subscribe to the task's channel first, then read, then sleep on the subscription."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
         pubsub = self._client.pubsub()
         try:
             pubsub.subscribe(lua.result_channel(self.prefix, task_id))
@@ -965,10 +967,9 @@ class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
                 raise redis.TimeoutError("no confirmation of SUBSCRIBE")
             while True:
                 record = self.get(task_id)
-                left = None if deadline is None else deadline - time.monotonic()
-                if (record is not None and record.final) or (left is not None and left <= 0):
+                if (record is not None and record.final) or deadline.expired:
                     return record
-                pubsub.get_message(timeout=_READ_SLICE if left is None else min(left, _READ_SLICE))
+                pubsub.get_message(timeout=deadline.pause(_READ_SLICE))
         except RedisError as exc:
             raise self._error(exc) from exc
         finally:
@@ -976,16 +977,15 @@ class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
 
     async def await_final(self, task_id: str, timeout: float | None) -> StoredResult | None:
         """As :meth:`wait`, on the event loop's shared pub/sub connection."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
         channel = lua.result_channel(self.prefix, task_id)
         hub = self._side().hub
         async with hub.holding(channel):
             while True:
                 record = await self.aget(task_id)
-                left = None if deadline is None else deadline - time.monotonic()
-                if (record is not None and record.final) or (left is not None and left <= 0):
+                if (record is not None and record.final) or deadline.expired:
                     return record
-                await hub.wait([channel], _READ_SLICE if left is None else left)
+                await hub.wait([channel], deadline.pause(_READ_SLICE))
 
     def forget(self, task_id: str) -> None:
         self._run(self._plans.forget(task_id))
@@ -1038,7 +1038,7 @@ class _AsyncSide:
     def __init__(self, store: RedisStore) -> None:
         self.client: _Client = store._target.make_async()
         self.wire = _AsyncWire(self.client)
-        self.hub = _Hub(self.client, store._error)
+        self.hub = _Hub(self.client, store._error, store.clock)
         self.acks = _AckBatcher(store)
         self.claimed_at: dict[str, float] = {}
         self._closed = False
@@ -1127,7 +1127,9 @@ class _Hub:
     and the reader reconnects and resubscribes with backoff.
     """
 
-    def __init__(self, client: _Client, error: Callable[[RedisError], BrokerError]) -> None:
+    def __init__(self, client: _Client, error: Callable[[RedisError], BrokerError],
+                 clock: Clock) -> None:
+        self.clock = clock
         self._client = client
         self._error = error
         self._pubsub: _Client | None = None
@@ -1248,7 +1250,7 @@ class _Hub:
             if confirming is not None and not confirming.done():
                 confirming.set_result(None)
         elif message["type"] == "message":
-            self._heard[channel] = time.monotonic()
+            self._heard[channel] = self.clock.monotonic()
             self._wake(self._waiters.get(channel, ()))
 
     @staticmethod

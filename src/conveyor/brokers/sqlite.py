@@ -54,6 +54,7 @@ from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from ..clock import SYSTEM, Clock, Deadline
 from ..errors import BrokerError, BrokerUnavailable, ConfigurationError, LeaseLost
 from .base import (
     Claim,
@@ -143,9 +144,9 @@ class Settings:
     doorbell: bool = True
 
 
-def open_store(url: str, **options: Any) -> SQLiteStore:
+def open_store(url: str, *, clock: Clock = SYSTEM, **options: Any) -> SQLiteStore:
     """Open (creating if needed) the SQLite store of ``url``; see the module docstring."""
-    return SQLiteStore(url, parse_url(url, **options))
+    return SQLiteStore(url, parse_url(url, **options), clock)
 
 
 def parse_url(url: str, **options: Any) -> Settings:
@@ -339,13 +340,13 @@ ON CONFLICT (id) DO UPDATE SET
 
 
 def publish_rows(conn: sqlite3.Connection, envelopes: Sequence[Envelope],
-                 records: Sequence[tuple[str, StoredResult]] = (), ttl: float = 0.0) -> None:
+                 records: Sequence[tuple[str, StoredResult]] = (), ttl: float = 0.0, *,
+                 now: float) -> None:
     """Insert all envelopes, and store ``records`` under the fencing rule, in one transaction.
 
     Publishing an id that is already stored replaces that message (latest publish wins, as in the
     other stores) but keeps its attempt count, so fencing numbers never go back.
     """
-    now = time.time()
     rows = [
         (e.id, e.queue, bytes(e.body), e.content_type, e.priority, e.eta,
          DELAYED if e.eta is not None and e.eta > now else READY)
@@ -354,7 +355,7 @@ def publish_rows(conn: sqlite3.Connection, envelopes: Sequence[Envelope],
     with immediate(conn):
         conn.executemany(_PUBLISH, rows)
         for task_id, record in records:
-            store_result(conn, task_id, record, ttl)
+            store_result(conn, task_id, record, ttl, now=now)
 
 
 def _marks(n: int) -> str:
@@ -391,13 +392,12 @@ def _next_sql(n: int) -> str:
 
 
 def claim_rows(
-    conn: sqlite3.Connection, queues: Sequence[str], limit: int, lease: float
+    conn: sqlite3.Connection, queues: Sequence[str], limit: int, lease: float, *, now: float
 ) -> tuple[list[Claim], float | None]:
     """Make due rows ready, claim up to ``limit`` of them, and find when more may be due."""
     names = list(dict.fromkeys(queues))
     if not names or limit < 1:
         return [], None
-    now = time.time()
     rank = {q: i for i, q in enumerate(names)}
     n = len(names)
     with lease_bookkeeping(conn), immediate(conn):
@@ -439,25 +439,26 @@ WHERE id = ? AND token = ? RETURNING seq
 """
 
 
-def ack_row(conn: sqlite3.Connection, claim: Claim) -> bool:
+def ack_row(conn: sqlite3.Connection, claim: Claim, *, now: float) -> bool:
     """Delete the row if ``claim`` still holds it; False if its token no longer matches."""
     return _fenced(conn, _ACK, (), claim)
 
 
-def retry_row(conn: sqlite3.Connection, claim: Claim, delay: float, body: bytes | None) -> bool:
+def retry_row(conn: sqlite3.Connection, claim: Claim, delay: float, body: bytes | None, *,
+              now: float) -> bool:
     """In one statement: new body, hidden until ``now + delay``, lease cleared, back of FIFO."""
-    eta = time.time() + delay
+    eta = now + delay
     state = DELAYED if delay > 0 else READY
     blob = None if body is None else bytes(body)
     return _fenced(conn, _RETRY, (blob, eta, state), claim)
 
 
-def dead_row(conn: sqlite3.Connection, claim: Claim, reason: str) -> bool:
+def dead_row(conn: sqlite3.Connection, claim: Claim, reason: str, *, now: float) -> bool:
     """Mark the row dead with ``reason``; dead rows are never claimed."""
-    return _fenced(conn, _DEAD, (reason, time.time()), claim)
+    return _fenced(conn, _DEAD, (reason, now), claim)
 
 
-def release_row(conn: sqlite3.Connection, claim: Claim) -> bool:
+def release_row(conn: sqlite3.Connection, claim: Claim, *, now: float) -> bool:
     """Clear the lease so the row is due at once, keeping its place in the queue."""
     return _fenced(conn, _RELEASE, (), claim)
 
@@ -475,7 +476,8 @@ def _fenced(conn: sqlite3.Connection, sql: str, head: tuple[object, ...], claim:
     return conn.execute(sql, params).fetchone() is not None
 
 
-def renew_rows(conn: sqlite3.Connection, claims: Sequence[Claim], lease: float) -> set[str]:
+def renew_rows(conn: sqlite3.Connection, claims: Sequence[Claim], lease: float, *,
+               now: float) -> set[str]:
     """Extend the leases of ``claims`` in one statement; the tokens no longer held come back."""
     if not claims:
         return set()
@@ -484,7 +486,7 @@ def renew_rows(conn: sqlite3.Connection, claims: Sequence[Claim], lease: float) 
             "UPDATE messages SET state = 2, lease_until = ?"
             " WHERE id IN (SELECT value FROM json_each(?))"
             " AND token IN (SELECT value FROM json_each(?)) RETURNING token",
-            (time.time() + lease, json.dumps([c.envelope.id for c in claims]),
+            (now + lease, json.dumps([c.envelope.id for c in claims]),
              json.dumps([c.token for c in claims])),
         ).fetchall()
     return {c.token for c in claims} - {row[0] for row in renewed}
@@ -501,9 +503,9 @@ SELECT
 """
 
 
-def queue_stats(conn: sqlite3.Connection, queue: str) -> QueueStats:
+def queue_stats(conn: sqlite3.Connection, queue: str, *, now: float) -> QueueStats:
     """Counts as of now: an expired lease counts as ready, a passed ETA as ready."""
-    ready, held, delayed, dead = conn.execute(_STATS, {"q": queue, "now": time.time()}).fetchone()
+    ready, held, delayed, dead = conn.execute(_STATS, {"q": queue, "now": now}).fetchone()
     return QueueStats(queue, ready, held, delayed, dead)
 
 
@@ -514,11 +516,11 @@ def queue_names(conn: sqlite3.Connection) -> list[str]:
     return [row[0] for row in conn.execute(f"{arms} ORDER BY 1")]
 
 
-def purge_rows(conn: sqlite3.Connection, queue: str) -> int:
+def purge_rows(conn: sqlite3.Connection, queue: str, *, now: float) -> int:
     """Delete what :func:`queue_stats` counts as ready or delayed."""
     cursor = conn.execute(
         "DELETE FROM messages WHERE queue = ? AND"
-        " (state IN (0, 1) OR (state = 2 AND lease_until <= ?))", (queue, time.time()))
+        " (state IN (0, 1) OR (state = 2 AND lease_until <= ?))", (queue, now))
     return cursor.rowcount
 
 
@@ -572,15 +574,16 @@ RETURNING 1
 """
 
 
-def store_result(conn: sqlite3.Connection, task_id: str, record: StoredResult, ttl: float) -> bool:
+def store_result(conn: sqlite3.Connection, task_id: str, record: StoredResult, ttl: float, *,
+                 now: float) -> bool:
     """The fencing rule in one statement: an expired row counts as absent."""
-    now = time.time()
     row = conn.execute(_STORE, (task_id, bytes(record.data), record.state, record.attempt,
                                 int(record.final), now + ttl, now)).fetchone()
     return row is not None
 
 
-def load_results(conn: sqlite3.Connection, task_ids: Sequence[str]) -> list[StoredResult | None]:
+def load_results(conn: sqlite3.Connection, task_ids: Sequence[str], *,
+                 now: float) -> list[StoredResult | None]:
     """Unexpired records of ``task_ids``, in order, in one query."""
     found: list[StoredResult | None] = [None] * len(task_ids)
     if not task_ids:
@@ -588,7 +591,7 @@ def load_results(conn: sqlite3.Connection, task_ids: Sequence[str]) -> list[Stor
     rows = conn.execute(
         "SELECT j.key, r.data, r.state, r.attempt, r.final FROM json_each(?) AS j"
         " JOIN results AS r ON r.task_id = j.value WHERE r.expires_at > ?",
-        (json.dumps(list(task_ids)), time.time()))
+        (json.dumps(list(task_ids)), now))
     for index, data, state, attempt, final in rows:
         found[index] = StoredResult(bytes(data), state, attempt, bool(final))
     return found
@@ -599,9 +602,8 @@ def forget_result(conn: sqlite3.Connection, task_id: str) -> None:
     conn.execute("DELETE FROM results WHERE task_id = ?", (task_id,))
 
 
-def add_member(conn: sqlite3.Connection, key: str, member: str, ttl: float) -> int:
+def add_member(conn: sqlite3.Connection, key: str, member: str, ttl: float, *, now: float) -> int:
     """Add once and count, in one transaction so exactly one adder sees the full count."""
-    now = time.time()
     with immediate(conn):
         conn.execute(
             "INSERT INTO members (key, member, expires_at) VALUES (?, ?, ?)"
@@ -613,9 +615,8 @@ def add_member(conn: sqlite3.Connection, key: str, member: str, ttl: float) -> i
     return count
 
 
-def sweep_expired(conn: sqlite3.Connection) -> None:
+def sweep_expired(conn: sqlite3.Connection, *, now: float) -> None:
     """Delete a batch of expired results and members (they are already invisible)."""
-    now = time.time()
     conn.execute("DELETE FROM results WHERE rowid IN (SELECT rowid FROM results"
                  " WHERE expires_at <= ? LIMIT ?)", (now, _CLEANUP_BATCH))
     conn.execute("DELETE FROM members WHERE rowid IN (SELECT rowid FROM members"
@@ -650,8 +651,9 @@ def convert_error(exc: sqlite3.Error, path: str) -> BrokerError:
 class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
     """Broker and result backend in one SQLite file; see the module docstring."""
 
-    def __init__(self, url: str, settings: Settings) -> None:
+    def __init__(self, url: str, settings: Settings, clock: Clock = SYSTEM) -> None:
         self.url = url
+        self.clock = clock
         self.path = settings.path
         self._pid = os.getpid()
         self._closed = False
@@ -765,7 +767,7 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
     def _publish(self, conn: sqlite3.Connection, envelopes: Sequence[Envelope],
                  records: Sequence[tuple[str, StoredResult]] = (), ttl: float = 0.0) -> None:
         if envelopes:
-            publish_rows(conn, envelopes, records, ttl)
+            publish_rows(conn, envelopes, records, ttl, now=self.clock.time())
             self._ring(CONSUMERS)
 
     def publish(self, envelopes: Sequence[Envelope]) -> None:
@@ -790,7 +792,8 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
         bell = self._async_bell(CONSUMERS)
         # Read before the query: a ring after this point makes the next _wait return at once.
         seen = bell.generation if bell is not None else 0
-        job = asyncio.ensure_future(self._acall(claim_rows, list(queues), limit, lease))
+        job = asyncio.ensure_future(self._acall(claim_rows, list(queues), limit, lease,
+                                                 now=self.clock.time()))
         try:
             claims, next_at = await asyncio.shield(job)
         except asyncio.CancelledError:
@@ -825,7 +828,7 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
         ring: bool = False,
     ) -> None:
         """Run a fenced settle. LeaseLost unless it matched or this store settled it already."""
-        if op(conn, claim, *args):
+        if op(conn, claim, *args, now=self.clock.time()):
             self._remember(claim.token)
             if ring:
                 self._ring(CONSUMERS)
@@ -846,12 +849,14 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
     ) -> None:
         """A fenced settle and its result in one transaction: both or neither are written."""
         with immediate(conn):
-            matched = op(conn, claim, *args)
+            now = self.clock.time()
+            matched = op(conn, claim, *args, now=now)
             if not matched and claim.token not in self._settled:
                 raise LeaseLost(
                     f"lease of message {claim.envelope.id} passed to another consumer"
                     f" ({self.path})")
-            written = matched and store_result(conn, result.task_id, result.record, result.ttl)
+            written = matched and store_result(conn, result.task_id, result.record, result.ttl,
+                                               now=now)
         if matched:
             self._remember(claim.token)
         if ring:
@@ -883,17 +888,17 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
         await self._acall(self._settle, release_row, claim, ring=True)
 
     async def _renew(self, claims: Sequence[Claim], lease: float) -> set[str]:
-        return await self._acall(renew_rows, list(claims), lease)
+        return await self._acall(renew_rows, list(claims), lease, now=self.clock.time())
 
     # -- admin ------------------------------------------------------------------------------
     def stats(self, queue: str) -> QueueStats:
-        return self._call(queue_stats, queue)
+        return self._call(queue_stats, queue, now=self.clock.time())
 
     def queues(self) -> list[str]:
         return self._call(queue_names)
 
     def purge(self, queue: str) -> int:
-        return self._call(purge_rows, queue)
+        return self._call(purge_rows, queue, now=self.clock.time())
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
         return self._call(dead_rows, queue, limit)
@@ -914,12 +919,12 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
         # A state on the way (PENDING, STARTED, RETRY) skips the fsync, like a claim: a power
         # cut that loses it also killed every worker that could read it. Outcomes are durable.
         with lease_bookkeeping(conn) if not record.final else contextlib.nullcontext():
-            written = store_result(conn, task_id, record, ttl)
+            written = store_result(conn, task_id, record, ttl, now=self.clock.time())
         if written and record.final:
             self._ring(RESULTS)
-        if time.monotonic() - self._last_sweep > _CLEANUP_EVERY:
-            self._last_sweep = time.monotonic()
-            sweep_expired(conn)
+        if self.clock.monotonic() - self._last_sweep > _CLEANUP_EVERY:
+            self._last_sweep = self.clock.monotonic()
+            sweep_expired(conn, now=self.clock.time())
         return written
 
     def store(self, task_id: str, record: StoredResult, ttl: float) -> bool:
@@ -933,9 +938,10 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
 
     def _store_many(self, conn: sqlite3.Connection,
                     records: Sequence[tuple[str, StoredResult]], ttl: float) -> None:
+        now = self.clock.time()
         with immediate(conn):
             for task_id, record in records:
-                store_result(conn, task_id, record, ttl)
+                store_result(conn, task_id, record, ttl, now=now)
         if any(record.final for _, record in records):
             self._ring(RESULTS)
 
@@ -943,19 +949,19 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
         return await self._acall(self._store, task_id, record, ttl)
 
     def get_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
-        return self._call(load_results, task_ids)
+        return self._call(load_results, task_ids, now=self.clock.time())
 
     async def aget_many(self, task_ids: Sequence[str]) -> list[StoredResult | None]:
-        return await self._acall(load_results, list(task_ids))
+        return await self._acall(load_results, list(task_ids), now=self.clock.time())
 
     def wait(self, task_id: str, timeout: float | None) -> StoredResult | None:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
         # Bound before the first read, so a final result stored after that read still rings it.
         listener = self._listener(RESULTS)
         try:
             while True:
                 record = self.get(task_id)
-                pause = _pause(deadline, _RESULT_RECHECK)
+                pause = deadline.pause(_RESULT_RECHECK)
                 if (record is not None and record.final) or pause <= 0:
                     return record
                 if listener is not None:
@@ -967,12 +973,12 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
                 listener.close()
 
     async def await_final(self, task_id: str, timeout: float | None) -> StoredResult | None:
-        deadline = None if timeout is None else time.monotonic() + timeout
+        deadline = Deadline(timeout)
         bell = self._async_bell(RESULTS)
         while True:
             seen = bell.generation if bell is not None else 0
             record = await self.aget(task_id)
-            pause = _pause(deadline, _RESULT_RECHECK)
+            pause = deadline.pause(_RESULT_RECHECK)
             if (record is not None and record.final) or pause <= 0:
                 return record
             if bell is not None:
@@ -984,7 +990,7 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
         self._call(forget_result, task_id)
 
     async def count_member(self, key: str, member: str, ttl: float) -> int:
-        return await self._acall(add_member, key, member, ttl)
+        return await self._acall(add_member, key, member, ttl, now=self.clock.time())
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
@@ -1014,9 +1020,3 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
                 self._bells.pop(key).close()
         await asyncio.to_thread(self.close)
 
-
-def _pause(deadline: float | None, cap: float) -> float:
-    """Seconds to sleep before looking again: up to ``cap``, never past ``deadline``."""
-    if deadline is None:
-        return cap
-    return min(cap, deadline - time.monotonic())

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import logging
-import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -31,7 +30,7 @@ async def execute(app: Conveyor, delivery: Delivery, runner: Runner) -> None:
         await delivery.dead_letter(f"{type(exc).__name__}: {exc}")
         return
     record = Recorder(app, task, message, delivery.attempt)
-    if message.expires is not None and time.time() > message.expires:
+    if message.expires is not None and app.clock.time() > message.expires:
         await record.settle(delivery.ack, state=State.EXPIRED)
         return
     if not await record.write(State.STARTED):  # already final (revoked or done) or fenced out
@@ -62,7 +61,7 @@ async def fail(app: Conveyor, task: Task[Any, Any], message: Message, delivery: 
     if countdown is not None:
         log.info("retrying %s[%s] in %.2fs: %s", task.name, message.id, countdown, error.message)
         again = dataclasses.replace(message, retries=message.retries + 1,
-                                    eta=time.time() + countdown)
+                                    eta=app.clock.time() + countdown)
         await record.settle(delivery.retry, countdown, app.envelope(again).body,
                             state=State.RETRY, error=error)
         return
