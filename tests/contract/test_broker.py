@@ -372,3 +372,38 @@ async def test_async_publish_tracked(store: Any) -> None:
     await store.apublish_tracked([sent], [(sent.id, StoredResult(b"", "PENDING", 0, False))], 60)
     assert store.get(sent.id).state == "PENDING"
     assert store.stats("q").ready == 1
+
+
+async def test_deliveries_count_handouts_since_publish_retry_or_replay(store: Any) -> None:
+    store.publish([env()])
+    consumer = store.consume(["q"], prefetch=1, lease=30)
+    first = await take(consumer)
+    assert first.deliveries == 1
+    await first.release()  # a graceful give-back does not count
+    again = await take(consumer)
+    assert again.deliveries == 1
+    await again.retry(0, None)  # a retry starts the count afresh
+    retried = await take(consumer)
+    assert retried.deliveries == 1
+    await retried.dead_letter("poison")
+    await consumer.close()
+    if isinstance(store, DeadLetterAdmin):
+        store.replay_dead([retried.envelope.id])
+        (replayed,) = await drain(store, "q", 1)
+        assert replayed.deliveries == 1
+        await replayed.ack()
+
+
+async def test_deliveries_count_a_consumer_that_died(store: Any) -> None:
+    needs(store, PullBroker, "leases")
+    store.publish([env()])
+    with Frozen() as zombie:
+        zombie_consumer = zombie.run(_consume(store, 0.3))
+        stale = zombie.run(take(zombie_consumer))
+        zombie.freeze(1.0)
+        consumer = store.consume(["q"], prefetch=1, lease=30)
+        taken = await take(consumer, timeout=3.0)
+        assert (stale.deliveries, taken.deliveries) == (1, 2)
+        await taken.ack()
+        await consumer.close()
+        zombie.run(zombie_consumer.close())

@@ -378,3 +378,31 @@ async def test_sqlite_driver_errors_become_broker_errors(store: SQLiteStore) -> 
         store._call(broken)
     assert isinstance(caught.value.__cause__, sqlite3.Error)
     assert not isinstance(caught.value, BrokerUnavailable)
+
+
+async def test_a_layout_1_file_is_upgraded_in_place_and_keeps_its_messages(tmp_path: Path) -> None:
+    path = tmp_path / "old.db"
+    conn = sqlite3.connect(path)
+    conn.executescript("""
+        PRAGMA journal_mode=WAL;
+        CREATE TABLE messages (seq INTEGER PRIMARY KEY, id TEXT NOT NULL UNIQUE,
+            queue TEXT NOT NULL, body BLOB NOT NULL, content_type TEXT NOT NULL,
+            priority INTEGER NOT NULL, eta REAL, state INTEGER NOT NULL,
+            attempt INTEGER NOT NULL DEFAULT 0, token TEXT, lease_until REAL, reason TEXT,
+            failed_at REAL);
+        INSERT INTO messages (seq, id, queue, body, content_type, priority, state, attempt)
+            VALUES (1, 'old-1', 'q', x'6f6c64', 'application/json', 0, 0, 2);
+        PRAGMA user_version=1;
+    """)
+    conn.close()
+    store = open_store(f"sqlite:///{path}")
+    try:
+        consumer = store.consume(["q"], prefetch=1, lease=30)  # type: ignore[union-attr]
+        got = await asyncio.wait_for(anext(consumer), 5)
+        assert (got.envelope.id, got.envelope.body, got.attempt, got.deliveries) == (
+            "old-1", b"old", 3, 1)
+        await got.ack()
+        await consumer.close()
+    finally:
+        await store.aclose()
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone()[0] == 2

@@ -9,6 +9,8 @@ deliveries go to another consumer once the lease runs out, and a consumer whose 
 ``Delivery.attempt`` grows by at least one every time the message is handed out, redeliveries and
 retries alike. The result backend uses it as a fencing number: a write from an older attempt, or
 any write over a final outcome, is refused, so a task id ends with exactly one committed outcome.
+``Delivery.deliveries`` counts hand-outs since the last publish, retry or replay: the deliveries
+that never settled are what the delivery limit counts.
 
 Most stores are pull stores and subclass :class:`PullBroker`, which implements the consumer loop,
 prefetch bound and lease renewal once on top of a handful of primitives.
@@ -52,11 +54,13 @@ class Envelope:
 
 @dataclass(frozen=True, slots=True)
 class Claim:
-    """A message a pull store handed to one consumer: the envelope, its attempt and lease token."""
+    """A message a pull store handed to one consumer: the envelope, its attempt, lease token
+    and how many times it was handed out since it was last published, retried or replayed."""
 
     envelope: Envelope
     attempt: int
     token: str
+    deliveries: int = 1
 
 
 @dataclass(frozen=True, slots=True)
@@ -102,6 +106,10 @@ class Delivery(ABC):
 
     envelope: Envelope
     attempt: int
+    #: Times this message was handed out since it was last published, retried or replayed,
+    #: this delivery included; a graceful give-back does not count. Deliveries that never
+    #: settled (the consumer died) are what the delivery limit counts.
+    deliveries: int
 
     @abstractmethod
     async def ack(self, result: ResultWrite | None = None) -> None:
@@ -402,6 +410,7 @@ class LeasedDelivery(Delivery):
     def __init__(self, consumer: PullConsumer, claim: Claim) -> None:
         self.envelope = claim.envelope
         self.attempt = claim.attempt
+        self.deliveries = claim.deliveries
         self.claim = claim
         self._consumer = consumer
         self._settled = False

@@ -47,6 +47,7 @@ class _Entry:
     envelope: Envelope
     seq: int
     attempt: int = 0
+    deliveries: int = 0
     token: str | None = None
     lease_until: float = 0.0
     dead_reason: str | None = None
@@ -107,9 +108,10 @@ class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
     @staticmethod
     def _hand_out(entry: _Entry, lease_until: float) -> Claim:
         entry.attempt += 1
+        entry.deliveries += 1
         entry.token = secrets.token_hex(8)
         entry.lease_until = lease_until
-        return Claim(entry.envelope, entry.attempt, entry.token)
+        return Claim(entry.envelope, entry.attempt, entry.token, entry.deliveries)
 
     async def _wait(self, queues: Sequence[str], timeout: float) -> None:
         await self._bell.wait(timeout)
@@ -135,7 +137,7 @@ class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
                 env = entry.envelope
                 entry.envelope = replace(env, body=env.body if body is None else body,
                                          eta=self.clock.time() + delay)
-                entry.token, entry.seq = None, next(self._seq)
+                entry.token, entry.seq, entry.deliveries = None, next(self._seq), 0
         self._bell.ring()
 
     async def _settle_dead(self, claim: Claim, reason: str) -> None:
@@ -148,7 +150,7 @@ class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
         with self._lock:
             entry = self._held(claim)
             if entry is not None:
-                entry.token = None
+                entry.token, entry.deliveries = None, max(entry.deliveries - 1, 0)
         self._bell.ring()
 
     async def _renew(self, claims: Sequence[Claim], lease: float) -> set[str]:
@@ -198,7 +200,7 @@ class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
                       if e.dead_reason is not None and queue in (None, e.envelope.queue)
                       and (ids is None or e.envelope.id in ids)]
             for entry in chosen:
-                entry.dead_reason, entry.seq = None, next(self._seq)
+                entry.dead_reason, entry.seq, entry.deliveries = None, next(self._seq), 0
                 entry.envelope = replace(entry.envelope, eta=None)
         self._bell.ring()
         return len(chosen)

@@ -310,9 +310,10 @@ _Batch = tuple[list[tuple[float, Claim]], float | None]
 def _parse_claims(queue: str, reply: list[Any]) -> _Batch:
     due, flat = reply
     claims = []
-    for i in range(0, len(flat), 6):
-        msg_id, body, meta, attempt, token, score = flat[i:i + 6]
-        claim = Claim(_envelope(queue, msg_id, body, meta), int(attempt), token.decode())
+    for i in range(0, len(flat), 7):
+        msg_id, body, meta, attempt, token, score, deliveries = flat[i:i + 7]
+        claim = Claim(_envelope(queue, msg_id, body, meta), int(attempt), token.decode(),
+                      int(deliveries))
         claims.append((float(score), claim))
     return claims, _time(due)
 

@@ -13,6 +13,7 @@ this order):
 ``body``    hash   id -> body; an id is in the queue exactly while it has a body here
 ``meta``    hash   id -> ``"<ready score>|<eta>|<content type>"``
 ``att``     hash   id -> attempts so far (incremented by every claim, never reset)
+``dlv``     hash   id -> hand-outs since publish, retry or replay (a give-back takes one off)
 ``tok``     hash   id -> lease token of the current holder; present exactly while leased
 ``why``     hash   id -> dead-letter reason
 ``seq``     string the queue's sequence counter
@@ -35,7 +36,8 @@ from dataclasses import dataclass, field
 
 #: The keys of one queue: the single declaration of the layout. Each queue script names the ones
 #: it uses; it receives them in this order, and its Lua prelude binds them to these names.
-QUEUE_KEYS = ("ready", "delayed", "leased", "dead", "body", "meta", "att", "tok", "why", "seq")
+QUEUE_KEYS = ("ready", "delayed", "leased", "dead", "body", "meta", "att", "dlv", "tok", "why",
+              "seq")
 
 #: One priority band holds 2^44 sequence numbers; ten bands stay below 2^53, exact in a double.
 BAND = 2**44
@@ -204,8 +206,8 @@ return added
 """)
 
 # ARGV: limit, lease seconds, token prefix. Returns {next due, {id, body, meta, attempt, token,
-# ready score, ...}}. Due delayed messages and expired leases go back to ready first.
-CLAIM = _queue_script("claim", "ready delayed leased body meta att tok", """
+# ready score, deliveries, ...}}. Due delayed messages and expired leases go back to ready first.
+CLAIM = _queue_script("claim", "ready delayed leased body meta att dlv tok", """
 local t = now()
 promote(t)
 local out = {}
@@ -223,11 +225,12 @@ if #popped > 0 then
   for i, id in ipairs(ids) do
     local token = ARGV[3] .. i
     local attempt = redis.call('HINCRBY', att, id, 1)
+    local deliveries = redis.call('HINCRBY', dlv, id, 1)
     leases[#leases + 1] = expiry
     leases[#leases + 1] = id
     tokens[#tokens + 1] = id
     tokens[#tokens + 1] = token
-    for _, v in ipairs({id, bodies[i], metas[i], attempt, token, scores[i]}) do
+    for _, v in ipairs({id, bodies[i], metas[i], attempt, token, scores[i], deliveries}) do
       out[#out + 1] = v
     end
   end
@@ -246,7 +249,7 @@ return {next_due(t), redis.call('ZRANGE', ready, 0, tonumber(ARGV[1]) - 1, 'WITH
 """)
 
 # ARGV: id, token, id, token, ... Returns one status per pair (see `holder`).
-ACK = _queue_script("ack", "leased dead body meta att tok", """
+ACK = _queue_script("ack", "leased dead body meta att dlv tok", """
 local out = {}
 for i = 1, #ARGV, 2 do
   local id = ARGV[i]
@@ -256,6 +259,7 @@ for i = 1, #ARGV, 2 do
     redis.call('HDEL', body, id)
     redis.call('HDEL', meta, id)
     redis.call('HDEL', att, id)
+    redis.call('HDEL', dlv, id)
   end
   out[#out + 1] = status
 end
@@ -263,12 +267,13 @@ return out
 """)
 
 # ARGV: id, token, delay seconds, wake channel[, new body]. Returns the holder status.
-RETRY = _queue_script("retry", "ready delayed leased dead body meta tok seq", """
+RETRY = _queue_script("retry", "ready delayed leased dead body meta dlv tok seq", """
 local id = ARGV[1]
 local status = holder(id, ARGV[2])
 if status ~= 1 then return status end
 local t, delay = now(), tonumber(ARGV[3])
 unlease(id)
+redis.call('HDEL', dlv, id)
 if #ARGV >= 5 then redis.call('HSET', body, id, ARGV[5]) end
 local eta = fmt_time(t + delay)
 local score = renumber(id, eta)
@@ -293,11 +298,12 @@ return 1
 """)
 
 # ARGV: id, token, wake channel. Back to its old place in ready. Returns the holder status.
-RELEASE = _queue_script("release", "ready leased dead body meta tok", """
+RELEASE = _queue_script("release", "ready leased dead body meta dlv tok", """
 local id = ARGV[1]
 local status = holder(id, ARGV[2])
 if status ~= 1 then return status end
 unlease(id)
+if tonumber(redis.call('HINCRBY', dlv, id, -1)) <= 0 then redis.call('HDEL', dlv, id) end
 redis.call('ZADD', ready, ready_score(id), id)
 redis.call('PUBLISH', ARGV[3], '')
 return 1
@@ -340,10 +346,10 @@ end
 """
 
 # Deletes the ready and delayed messages (not in-flight, not dead). Returns how many.
-PURGE = _queue_script("purge", "ready delayed body meta att", _FORGET + """
+PURGE = _queue_script("purge", "ready delayed body meta att dlv", _FORGET + """
 local ids = redis.call('ZRANGE', ready, 0, -1)
 for _, id in ipairs(redis.call('ZRANGE', delayed, 0, -1)) do ids[#ids + 1] = id end
-forget_all(ids, {body, meta, att})
+forget_all(ids, {body, meta, att, dlv})
 redis.call('DEL', ready, delayed)
 return #ids
 """)
@@ -363,7 +369,7 @@ return out
 """)
 
 # ARGV: wake channel, then the ids to replay (none: every dead letter). Returns how many moved.
-REPLAY = _queue_script("replay", "ready dead meta why seq", """
+REPLAY = _queue_script("replay", "ready dead meta dlv why seq", """
 local ids = {}
 if #ARGV > 1 then
   for i = 2, #ARGV do ids[#ids + 1] = ARGV[i] end
@@ -374,6 +380,7 @@ local moved = 0
 for _, id in ipairs(ids) do
   if redis.call('ZREM', dead, id) == 1 then
     redis.call('HDEL', why, id)
+    redis.call('HDEL', dlv, id)
     redis.call('ZADD', ready, renumber(id, ''), id)
     moved = moved + 1
   end
@@ -383,9 +390,9 @@ return moved
 """)
 
 # Deletes every dead letter of the queue. Returns how many.
-PURGE_DEAD = _queue_script("purge_dead", "dead body meta att why", _FORGET + """
+PURGE_DEAD = _queue_script("purge_dead", "dead body meta att dlv why", _FORGET + """
 local ids = redis.call('ZRANGE', dead, 0, -1)
-forget_all(ids, {body, meta, att, why})
+forget_all(ids, {body, meta, att, dlv, why})
 redis.call('DEL', dead)
 return #ids
 """)

@@ -74,7 +74,7 @@ P = ParamSpec("P")
 T = TypeVar("T")
 
 READY, DELAYED, HELD, DEAD = 0, 1, 2, 3
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 #: Doorbell channels: consumers are rung on new due work, result waiters on final outcomes.
 CONSUMERS, RESULTS = "q", "r"
@@ -103,6 +103,7 @@ CREATE TABLE IF NOT EXISTS messages (
     eta          REAL,
     state        INTEGER NOT NULL,     -- 0 ready, 1 delayed, 2 held, 3 dead
     attempt      INTEGER NOT NULL DEFAULT 0,
+    deliveries   INTEGER NOT NULL DEFAULT 0,  -- hand-outs since publish, retry or replay
     token        TEXT,
     lease_until  REAL,
     reason       TEXT,
@@ -305,6 +306,8 @@ def init_schema(conn: sqlite3.Connection, path: str) -> None:
             raise ConfigurationError(
                 f"{path} was written by a newer Conveyor (layout {version}); upgrade to open it"
             )
+        if version == 1:  # layout 2 added the delivery count
+            conn.execute("ALTER TABLE messages ADD COLUMN deliveries INTEGER NOT NULL DEFAULT 0")
         for statement in _SCHEMA.split(";"):
             if statement.strip():
                 conn.execute(statement)
@@ -335,7 +338,8 @@ VALUES ((SELECT coalesce(max(seq), 0) + 1 FROM messages), ?, ?, ?, ?, ?, ?, ?)
 ON CONFLICT (id) DO UPDATE SET
     seq = excluded.seq, queue = excluded.queue, body = excluded.body,
     content_type = excluded.content_type, priority = excluded.priority, eta = excluded.eta,
-    state = excluded.state, token = NULL, lease_until = NULL, reason = NULL, failed_at = NULL
+    state = excluded.state, token = NULL, lease_until = NULL, reason = NULL, failed_at = NULL,
+    deliveries = 0
 """
 
 
@@ -374,10 +378,10 @@ def _claim_sql(n: int) -> str:
         for _ in range(n)
     )
     return (
-        "UPDATE messages SET state = 2, attempt = attempt + 1,"
+        "UPDATE messages SET state = 2, attempt = attempt + 1, deliveries = deliveries + 1,"
         " token = lower(hex(randomblob(16))), lease_until = ?"
         f" WHERE seq IN (SELECT seq FROM ({arms}) ORDER BY priority DESC, rank, seq LIMIT ?)"
-        f" RETURNING {_COLUMNS}, attempt, token"
+        f" RETURNING {_COLUMNS}, attempt, token, deliveries"
     )
 
 
@@ -414,7 +418,7 @@ def claim_rows(
         next_at = conn.execute(_next_sql(n), [q for q in names for _ in (0, 1)]).fetchone()[0]
     # RETURNING yields rows in no particular order; hand them out in claim order.
     rows.sort(key=lambda r: (-r[5], rank[r[2]], r[0]))
-    return [Claim(_envelope(row), row[7], row[8]) for row in rows], next_at
+    return [Claim(_envelope(row), row[7], row[8], row[9]) for row in rows], next_at
 
 
 def _envelope(row: Sequence[Any]) -> Envelope:
@@ -426,7 +430,7 @@ def _envelope(row: Sequence[Any]) -> Envelope:
 _ACK = "DELETE FROM messages WHERE id = ? AND token = ? RETURNING seq"
 _RETRY = """
 UPDATE messages SET body = coalesce(?, body), eta = ?, state = ?, token = NULL,
-    lease_until = NULL, seq = (SELECT max(seq) FROM messages) + 1
+    lease_until = NULL, deliveries = 0, seq = (SELECT max(seq) FROM messages) + 1
 WHERE id = ? AND token = ? RETURNING seq
 """
 _DEAD = """
@@ -434,7 +438,8 @@ UPDATE messages SET state = 3, reason = ?, failed_at = ?, token = NULL, lease_un
 WHERE id = ? AND token = ? RETURNING seq
 """
 _RELEASE = """
-UPDATE messages SET state = 0, token = NULL, lease_until = NULL
+UPDATE messages SET state = 0, token = NULL, lease_until = NULL,
+    deliveries = max(deliveries - 1, 0)
 WHERE id = ? AND token = ? RETURNING seq
 """
 
@@ -553,7 +558,8 @@ def replay_rows(conn: sqlite3.Connection, ids: Sequence[str] | None, queue: str 
             f"SELECT seq FROM messages WHERE {where} ORDER BY failed_at, seq", params)]
         top = conn.execute("SELECT coalesce(max(seq), 0) FROM messages").fetchone()[0]
         conn.executemany(
-            "UPDATE messages SET seq = ?, state = 0, eta = NULL, reason = NULL, failed_at = NULL"
+            "UPDATE messages SET seq = ?, state = 0, eta = NULL, reason = NULL, failed_at = NULL,"
+            " deliveries = 0"
             " WHERE seq = ?", [(top + i, seq) for i, seq in enumerate(chosen, 1)])
     return len(chosen)
 
