@@ -1,0 +1,14 @@
+"""Periodic schedules: pure functions of time that say when a periodic task is due.
+
+``every(timedelta(minutes=5))`` gives a :class:`Schedule`:
+``next_run(after)`` is the first tick strictly after ``after``, ``last_run(at)`` the latest
+at or before ``at``. Nothing here reads a clock or keeps state; the beat process passes the
+time in, so every beat on every machine computes the same ticks.
+"""
+
+from __future__ import annotations
+
+from .base import Schedule
+from .interval import IntervalSchedule, every
+
+__all__ = ["IntervalSchedule", "Schedule", "every"]
