@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime, timedelta
 from typing import Any, assert_type
 
 from conveyor import AsyncResult, AsyncTask, Conveyor, Task
+from conveyor.schedule import Schedule, cron, crontab, every
 
 app = Conveyor("typing", broker="memory://")
 
@@ -38,3 +40,15 @@ async def check_async() -> None:
     result = await fetch_size.adelay("u")
     assert_type(await result.aget(timeout=1), int)
     assert_type(await fetch_size("u"), int)
+
+
+def check_schedules() -> None:
+    schedules: list[Schedule] = [every(timedelta(minutes=5)), every(300.0),
+                                 cron("0 7 * * *", tz="Europe/Moscow"),
+                                 crontab(minute=0, hour={7, 19}, tz="Europe/Moscow")]
+    now = datetime.now(UTC)
+    for schedule in schedules:
+        assert_type(schedule.next_run(now), datetime)
+        assert_type(schedule.last_run(now), datetime | None)
+        assert_type(schedule.describe(), str)
+        assert_type(schedule.key(), str)
