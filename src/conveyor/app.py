@@ -1,10 +1,11 @@
-"""Conveyor: the application object holding configuration, the task registry and the stores."""
+"""Conveyor: the application object holding configuration, the task registry, the stores and
+the middleware every delivery passes through."""
 
 from __future__ import annotations
 
 import inspect
 import os
-from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
 from datetime import datetime
 from typing import (
     TYPE_CHECKING,
@@ -18,26 +19,27 @@ from typing import (
     overload,
 )
 
-from .brokers import Envelope, StoredResult, as_backend, as_broker, open_store
+from . import sending
+from .brokers import Envelope, as_backend, as_broker, open_store
 from .clock import SYSTEM, Clock
-from .errors import ConfigurationError
-from .message import Message, new_id
+from .config import Settings, SettingsDict, from_object
+from .message import Message
+from .middleware import Chain, Middleware, default_middleware
 from .options import TaskOptions, TaskOptionsDict, build_options
 from .result import AsyncResult
 from .serializers import Codec
-from .states import State
 from .task import AsyncTask, Task
 from .urls import mask_url
 
 if TYPE_CHECKING:
     from .brokers import Broker, ResultBackend
     from .canvas import Signature
+    from .events import Event
 
 P = ParamSpec("P")
 R = TypeVar("R")
 
 DEFAULT_BROKER = "sqlite:///conveyor.db"
-_PENDING_DATA = b""  # a PENDING record carries no payload; the state column says it all
 
 
 class _TaskDecorator(Protocol):
@@ -59,34 +61,89 @@ class Conveyor:
     """A task-queue application: ``app = Conveyor("shop", broker="sqlite:///conveyor.db")``.
 
     ``broker`` defaults to ``$CONVEYOR_BROKER_URL`` or ``sqlite:///conveyor.db``; ``backend``
-    defaults to the broker's store. Stores open lazily, on first use, and reopen after a fork.
-    ``serializer`` encodes messages and results; only ``accept_content`` types are decoded
-    (pickle is refused unless listed). ``result_ttl`` is how long outcomes are kept (seconds);
-    ``lease`` how long a worker may go silent before its tasks go to another (seconds).
-    ``clock`` is where every part of the app reads the time (a fake one in tests).
+    defaults to the broker's store. Every other setting (``result_ttl``, ``lease``,
+    ``serializer``, ...: see :mod:`conveyor.config`) may be given as a keyword, in ``config``,
+    as a ``CONVEYOR_*`` environment variable, or later through ``app.conf``.
+    ``middleware`` adds features to the execution seam after the built-in ones. ``clock`` is
+    where every part of the app reads the time (a fake one in tests). Stores open lazily, on
+    first use, and reopen after a fork.
     """
 
     def __init__(
         self, name: str = "conveyor", broker: str | None = None, backend: str | None = None, *,
-        serializer: str = "json", accept_content: Iterable[str] = ("json", "msgpack"),
-        default_queue: str = "default", result_ttl: float = 86400.0, lease: float = 30.0,
-        dead_letter_failures: bool = True, clock: Clock = SYSTEM,
+        config: Mapping[str, Any] | None = None, middleware: Iterable[Middleware] = (),
+        clock: Clock = SYSTEM, **settings: Unpack[SettingsDict],
     ) -> None:
         self.name = name
-        self.broker_url = broker or os.environ.get("CONVEYOR_BROKER_URL") or DEFAULT_BROKER
-        self.backend_url = backend or os.environ.get("CONVEYOR_RESULT_BACKEND") or self.broker_url
-        self.codec = Codec(serializer, accept_content)
-        self.default_queue = default_queue
-        self.result_ttl = result_ttl
-        self.lease = lease
-        self.dead_letter_failures = dead_letter_failures
+        given: dict[str, Any] = {**(config or {}), **settings}
+        if broker is not None:
+            given["broker_url"] = broker
+        if backend is not None:
+            given["result_backend"] = backend
+        self.conf = Settings(given)
         self.clock = clock
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self._middleware = [*default_middleware(), *middleware]
+        self._chain = Chain(self._middleware)
         self._stores: dict[str, Broker | ResultBackend] = {}
+        self._codec: tuple[tuple[str, tuple[str, ...]], Codec] | None = None
         self._pid = os.getpid()
 
     def __repr__(self) -> str:
         return f"<Conveyor {self.name} broker={mask_url(self.broker_url)}>"
+
+    # -- configuration --------------------------------------------------------------------
+    def config_from_object(self, source: object | str, namespace: str | None = None) -> None:
+        """Read settings from a module (or its dotted path), class or mapping; with
+        ``namespace="CONVEYOR"`` only ``CONVEYOR_*`` names (as in a Django settings module)."""
+        self.conf.update(from_object(source, namespace))
+
+    @property
+    def broker_url(self) -> str:
+        return self.conf.broker_url or DEFAULT_BROKER
+
+    @broker_url.setter
+    def broker_url(self, url: str) -> None:
+        self.conf.broker_url = url
+
+    @property
+    def backend_url(self) -> str:
+        return self.conf.result_backend or self.broker_url
+
+    @backend_url.setter
+    def backend_url(self, url: str) -> None:
+        self.conf.result_backend = url
+
+    @property
+    def codec(self) -> Codec:
+        """The serializer for messages and results, as the settings say now."""
+        key = (self.conf.serializer, tuple(self.conf.accept_content))
+        if self._codec is None or self._codec[0] != key:
+            self._codec = (key, Codec(*key))
+        return self._codec[1]
+
+    @property
+    def result_ttl(self) -> float:
+        return float(self.conf.result_ttl)
+
+    @property
+    def lease(self) -> float:
+        return float(self.conf.lease)
+
+    @property
+    def default_queue(self) -> str:
+        return str(self.conf.default_queue)
+
+    # -- middleware -----------------------------------------------------------------------
+    @property
+    def middleware(self) -> Chain:
+        """Every feature on the execution seam, built-in ones first."""
+        return self._chain
+
+    def add_middleware(self, middleware: Middleware) -> None:
+        """Add a feature after those already there (workers started later pick it up)."""
+        self._middleware.append(middleware)
+        self._chain = Chain(self._middleware)
 
     # -- stores ---------------------------------------------------------------------------
     def _store(self, url: str) -> Broker | ResultBackend:
@@ -122,6 +179,24 @@ class Conveyor:
         for store in self._stores.values():
             await store.aclose()
         self._stores = {}
+
+    # -- events ---------------------------------------------------------------------------
+    async def events(self, after: str | None = None, *,
+                     wait: float = 1.0) -> AsyncIterator[Event]:
+        """Follow task and worker events as they happen: ``async for e in app.events(): ...``.
+
+        Without ``after`` it starts with the next event; with an event's ``id`` it resumes right
+        after it (``"0"``: from the oldest kept). Raises ConfigurationError when the result
+        backend keeps no events.
+        """
+        from .middleware.events import require_event_log
+
+        log = require_event_log(self)
+        cursor = after if after is not None else (await log.last_event_id() or "0")
+        while True:
+            for event in await log.read_events(cursor, 500, wait):
+                cursor = event.id
+                yield event
 
     # -- tasks ----------------------------------------------------------------------------
     @overload
@@ -162,54 +237,22 @@ class Conveyor:
         priority: int | None = None, queue: str | None = None, task_id: str | None = None,
     ) -> Message:
         """A message for task ``name`` with per-call options over the task's defaults."""
-        now = self.clock.time()
-        opts = options or TaskOptions(queue=self.default_queue)
-        when = now + countdown if countdown is not None else _epoch(eta)
-        expires = expires if expires is not None else opts.expires
-        deadline = now + expires if isinstance(expires, int | float) else _epoch(expires)
-        prio = opts.priority if priority is None else priority
-        if not 0 <= prio <= 9:
-            raise ValueError(f"priority must be from 0 to 9, got {prio}")
-        return Message(id=task_id or new_id(), task=name, args=args, kwargs=kwargs,
-                       queue=queue or opts.queue, priority=prio, eta=when, expires=deadline,
-                       created=now)
+        return sending.build_message(self, name, options, args, kwargs, countdown=countdown,
+                                     eta=eta, expires=expires, priority=priority, queue=queue,
+                                     task_id=task_id)
 
     def envelope(self, message: Message) -> Envelope:
-        """Serialize a message; raises SerializationError here, in the producer."""
-        return Envelope(message.id, message.queue, self.codec.dumps(message.to_dict()),
-                        self.codec.content_type, message.priority, message.eta)
+        """Serialize a message; raises SerializationError here, in the producer, naming the
+        task and the argument that cannot be encoded."""
+        return sending.envelope(self, message)
 
     def publish(self, messages: Sequence[Message], track: bool = True) -> None:
         """Send messages in one round trip; with ``track`` record them as PENDING."""
-        envelopes = [self.envelope(m) for m in messages]
-        if not track:
-            self.broker.publish(envelopes)
-        elif self.shared_store:  # one transaction or round trip where the store can
-            self.broker.publish_tracked(envelopes, self._pending(messages),
-                                        self._pending_ttl(messages))
-        else:
-            self.broker.publish(envelopes)
-            self.backend.store_many(self._pending(messages), self._pending_ttl(messages))
+        sending.publish(self, messages, track)
 
     async def apublish(self, messages: Sequence[Message], track: bool = True) -> None:
         """Async form of :meth:`publish`."""
-        envelopes = [self.envelope(m) for m in messages]
-        if not track:
-            await self.broker.apublish(envelopes)
-        elif self.shared_store:
-            await self.broker.apublish_tracked(envelopes, self._pending(messages),
-                                               self._pending_ttl(messages))
-        else:
-            await self.broker.apublish(envelopes)
-            await self.backend.astore_many(self._pending(messages), self._pending_ttl(messages))
-
-    @staticmethod
-    def _pending(messages: Sequence[Message]) -> list[tuple[str, StoredResult]]:
-        return [(m.id, StoredResult(_PENDING_DATA, State.PENDING, 0, False)) for m in messages]
-
-    def _pending_ttl(self, messages: Sequence[Message]) -> float:
-        latest = max((m.eta or 0.0 for m in messages), default=0.0)
-        return self.result_ttl + max(0.0, latest - self.clock.time())
+        await sending.apublish(self, messages, track)
 
     def send_task(self, name: str, args: Iterable[Any] = (),
                   kwargs: Mapping[str, Any] | None = None, **options: Any) -> AsyncResult[Any]:
@@ -234,11 +277,3 @@ class Conveyor:
     def AsyncResult(self, task_id: str) -> AsyncResult[Any]:
         """A result handle for any task id."""
         return AsyncResult(task_id, self)
-
-
-def _epoch(when: datetime | float | None) -> float | None:
-    if when is None or isinstance(when, int | float):
-        return when
-    if when.tzinfo is None:
-        raise ConfigurationError("naive datetime given: use an aware datetime (with tzinfo)")
-    return when.timestamp()

@@ -43,22 +43,28 @@ def cli() -> None:
 @click.option("--lease", type=float, default=None, help="Lease seconds (default: the app's).")
 @click.option("--grace", type=float, default=30.0, show_default=True,
               help="Seconds running tasks get to finish on SIGTERM.")
-@click.option("-l", "--loglevel", default="info", show_default=True)
+@click.option("-n", "--name", default=None,
+              help="The worker's name in events and inspect (default: host.pid).")
+@click.option("-l", "--loglevel", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@click.option("--logfile", default=None, type=click.Path(dir_okay=False),
+              help="Write the log to this file instead of stderr.")
 def worker(app_path: str, queues: str, concurrency: int | None, pool: str,
-           prefetch: int | None, lease: float | None, grace: float, loglevel: str) -> None:
+           prefetch: int | None, lease: float | None, grace: float, name: str | None,
+           loglevel: str, logfile: str | None) -> None:
     """Run a worker that consumes QUEUES and executes their tasks."""
     from .worker.child import configure_logging
-    from .worker.pools import Supervisor, child_argv, run_in_process
+    from .worker.pools import Options, Supervisor, child_argv, run_in_process
+    from .worker.worker import default_name
 
-    configure_logging(loglevel)
-    names = _queues(queues)
+    configure_logging(loglevel, logfile)
     count = concurrency or os.cpu_count() or 1
+    options = Options(_queues(queues), count, pool, grace, lease, prefetch,
+                      name or default_name(), True, app_path)
     if pool == "process":
-        argv = child_argv(app_path, names, grace=grace, lease=lease, prefetch=prefetch,
-                          loglevel=loglevel)
+        argv = child_argv(options, loglevel=loglevel, logfile=logfile)
         raise SystemExit(Supervisor(argv, count).run())
-    app = _load(app_path)
-    run_in_process(app, names, count, grace=grace, lease=lease, prefetch=prefetch)
+    run_in_process(_load(app_path), options)
 
 
 @cli.command()

@@ -3,7 +3,7 @@
 Hierarchy::
 
     ConveyorError
-    ├── ConfigurationError        bad URL, unknown scheme, unsafe store settings
+    ├── ConfigurationError        bad URL or setting, unknown option (also a ValueError)
     ├── SerializationError        an argument or result cannot be encoded (raised in the producer)
     ├── MessageError              a message that a worker cannot use; it is dead-lettered
     │   ├── MalformedMessage      undecodable body, missing or ill-typed fields
@@ -18,6 +18,7 @@ Hierarchy::
     │   ├── TaskRevoked           the task was revoked before it ran
     │   └── TaskExpired           the task's ``expires`` passed before a worker started it
     ├── TimeLimitExceeded         a task ran past its ``time_limit``
+    ├── DeliveryLimitExceeded     a message was handed out too often without an outcome
     └── Retry                     raised by ``self.retry()``; control flow, not a failure
 
 Driver exceptions are converted at the boundary of each store (``raise BrokerUnavailable(...) from
@@ -31,12 +32,21 @@ class ConveyorError(Exception):
     """Base class of every Conveyor exception."""
 
 
-class ConfigurationError(ConveyorError):
-    """The application or a store was configured in a way that cannot work."""
+class ConfigurationError(ConveyorError, ValueError):
+    """The application, a task or a call was given an option or value that cannot work."""
 
 
 class SerializationError(ConveyorError):
-    """A value cannot be encoded or decoded by the configured serializer."""
+    """A value cannot be encoded or decoded by the configured serializer.
+
+    ``path`` locates the offending part inside the value (keys and indexes) and ``why`` says
+    what is wrong with it, when known.
+    """
+
+    def __init__(self, message: str, path: tuple[object, ...] = (), why: str = "") -> None:
+        super().__init__(message)
+        self.path = path
+        self.why = why or message
 
 
 class MessageError(ConveyorError):
@@ -102,6 +112,11 @@ class TaskExpired(ResultError):
 
 class TimeLimitExceeded(ConveyorError):
     """The task ran longer than its ``time_limit`` and was stopped."""
+
+
+class DeliveryLimitExceeded(ConveyorError):
+    """A message was handed out more than its delivery limit without reaching an outcome (the
+    worker died each time, e.g. the task crashes its process); it was dead-lettered."""
 
 
 class Retry(ConveyorError):

@@ -1,10 +1,12 @@
-"""Finding the application object named on the command line (``-A module`` or ``module:attr``)."""
+"""Finding the application named on the command line: ``-A module``, ``-A module:attr`` or, as
+Celery users type it, ``-A package.module.attr``."""
 
 from __future__ import annotations
 
 import importlib
 import os
 import sys
+from types import ModuleType
 from typing import TYPE_CHECKING
 
 from .errors import ConfigurationError
@@ -14,16 +16,45 @@ if TYPE_CHECKING:
 
 
 def load_app(path: str) -> Conveyor:
-    """Import ``module`` (finding ``app`` or the only Conveyor in it) or ``module:attr``."""
-    from .app import Conveyor
-
+    """Import ``module`` and take its ``app`` (or its only Conveyor), or ``module:attr``; a
+    dotted path whose last part is not a module is read as ``module.attr``."""
     if os.getcwd() not in sys.path:
         sys.path.insert(0, os.getcwd())
-    module_name, _, attr = path.partition(":")
+    module_name, colon, attr = path.partition(":")
+    if not module_name:
+        raise ConfigurationError(f"-A {path!r}: name a module, as in -A shop or -A shop:app")
+    if colon:
+        return _app_in(_import(module_name, path), attr, path)
     try:
-        module = importlib.import_module(module_name)
-    except ImportError as exc:
-        raise ConfigurationError(f"cannot import {module_name!r}: {exc}") from exc
+        return _app_in(_import(module_name, path), "", path)
+    except _Missing as missing:
+        head, dot, tail = module_name.rpartition(".")
+        if not dot or missing.name != module_name:
+            raise ConfigurationError(str(missing)) from None
+        return _app_in(_import(head, path), tail, path)
+
+
+class _Missing(ConfigurationError):
+    def __init__(self, text: str, name: str) -> None:
+        super().__init__(text)
+        self.name = name
+
+
+def _import(module_name: str, path: str) -> ModuleType:
+    try:
+        return importlib.import_module(module_name)
+    except ModuleNotFoundError as exc:
+        text = (f"-A {path}: cannot import {module_name!r}: {exc} (run from the directory"
+                " that holds it, or add that directory to PYTHONPATH)")
+        raise _Missing(text, exc.name or "") from exc
+    except Exception as exc:  # the user's module failed while importing
+        raise ConfigurationError(
+            f"-A {path}: importing {module_name!r} failed: {type(exc).__name__}: {exc}") from exc
+
+
+def _app_in(module: ModuleType, attr: str, path: str) -> Conveyor:
+    from .app import Conveyor
+
     if attr:
         found = getattr(module, attr, None)
     else:
@@ -32,5 +63,6 @@ def load_app(path: str) -> Conveyor:
             apps = [v for v in vars(module).values() if isinstance(v, Conveyor)]
             found = apps[0] if len(apps) == 1 else None
     if not isinstance(found, Conveyor):
-        raise ConfigurationError(f"no Conveyor app found at {path!r} (use module:attribute)")
+        what = f"attribute {attr!r}" if attr else "a Conveyor app (or name it as module:attr)"
+        raise ConfigurationError(f"-A {path}: module {module.__name__!r} has no {what}")
     return found

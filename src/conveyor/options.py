@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import difflib
 import random
-from dataclasses import dataclass, field
-from typing import TypedDict
+from dataclasses import dataclass, field, fields
+from typing import Any, TypedDict
 
-from .errors import Retry
+from .errors import ConfigurationError, Retry
 
 
 class TaskOptionsDict(TypedDict, total=False):
@@ -25,6 +26,9 @@ class TaskOptionsDict(TypedDict, total=False):
     time_limit: float | None
     expires: float | None
     ignore_result: bool
+    track_started: bool
+    delivery_limit: int
+    retry_kwargs: dict[str, float]
 
 
 @dataclass(frozen=True, slots=True)
@@ -40,7 +44,8 @@ class TaskOptions:
     retrying workers do not stampede. Without backoff a retry waits ``default_retry_delay``.
     ``autoretry_for`` lists exception types that trigger a retry by themselves.
     ``time_limit`` (seconds) stops the task; ``expires`` (seconds after publish) skips it if it has
-    not started by then.
+    not started by then. ``track_started`` and ``delivery_limit`` override the app's settings of
+    those names for this task (None: the app's).
     """
 
     queue: str = "default"
@@ -54,6 +59,8 @@ class TaskOptions:
     time_limit: float | None = None
     expires: float | None = None
     ignore_result: bool = False
+    track_started: bool | None = None
+    delivery_limit: int | None = None
 
     def retry_delay(self, retries: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry number ``retries + 1`` (``retries`` done so far)."""
@@ -75,9 +82,21 @@ class TaskOptions:
         return None
 
 
+#: Names ``@app.task`` accepts besides the TaskOptions fields.
+_ALIASES = ("name", "retries", "retry_kwargs")
+
+
 def build_options(default_queue: str, given: TaskOptionsDict) -> TaskOptions:
-    """TaskOptions from decorator keywords (``retries`` is an alias of ``max_retries``)."""
-    values = {k: v for k, v in given.items() if k != "name"}
+    """TaskOptions from decorator keywords (``retries`` is an alias of ``max_retries``;
+    Celery's ``retry_kwargs={"max_retries": N, "countdown": S}`` is accepted too)."""
+    values: dict[str, Any] = {k: v for k, v in given.items() if k != "name"}
+    _check_names(values)
+    celery = values.pop("retry_kwargs", None) or {}
+    _check_retry_kwargs(celery)
+    if "countdown" in celery:
+        values.setdefault("default_retry_delay", float(celery["countdown"]))
+    if "max_retries" in celery:
+        values.setdefault("max_retries", int(celery["max_retries"]))
     if "retries" in values:
         values.setdefault("max_retries", values.pop("retries"))
     if "max_retries" in values and "autoretry_for" not in values:
@@ -85,5 +104,23 @@ def build_options(default_queue: str, given: TaskOptionsDict) -> TaskOptions:
     values.setdefault("queue", default_queue)
     priority = values.get("priority", 0)
     if not isinstance(priority, int) or not 0 <= priority <= 9:
-        raise ValueError(f"priority must be an int from 0 to 9, got {priority!r}")
-    return TaskOptions(**values)  # type: ignore[arg-type]
+        raise ConfigurationError(f"priority must be an int from 0 to 9, got {priority!r}")
+    return TaskOptions(**values)
+
+
+def _check_names(values: dict[str, Any]) -> None:
+    known = {f.name for f in fields(TaskOptions)} | set(_ALIASES)
+    unknown = sorted(set(values) - known)
+    if unknown:
+        hints = [f"{name!r} (did you mean {near[0]!r}?)" if near else repr(name)
+                 for name in unknown
+                 for near in [difflib.get_close_matches(name, sorted(known), n=1)]]
+        raise ConfigurationError(
+            f"unknown task option {', '.join(hints)}; valid options: {', '.join(sorted(known))}")
+
+
+def _check_retry_kwargs(given: dict[str, Any]) -> None:
+    unknown = sorted(set(given) - {"max_retries", "countdown"})
+    if unknown:
+        raise ConfigurationError(
+            f"retry_kwargs takes max_retries and countdown, not {', '.join(map(repr, unknown))}")

@@ -11,7 +11,7 @@ from typing import Any
 
 from .brokers.base import StoredResult
 from .errors import ConveyorError, SerializationError, TaskFailed
-from .serializers import Codec
+from .serializers import Codec, describe_path
 from .states import State
 
 
@@ -97,8 +97,12 @@ class Outcome:
         try:
             data = codec.dumps(self._to_dict())
         except SerializationError as exc:
-            failed = Outcome(State.FAILURE, error=ErrorInfo.from_exception(exc),
-                             retries=self.retries, task=self.task)
+            where = describe_path(exc.path[2:] if exc.path[:1] == ("value",) else (), "result")
+            error = SerializationError(
+                f"the result of task {self.task or '?'} ({type(self.value).__name__}) cannot be"
+                f" encoded with {codec.content_type}: {where}: {exc.why}", exc.path, exc.why)
+            failed = Outcome(State.FAILURE, error=ErrorInfo.from_exception(error),
+                             retries=self.retries, task=self.task, at=self.at)
             data = codec.dumps(failed._to_dict())
             return StoredResult(data, State.FAILURE, attempt, True)
         return StoredResult(data, self.state, attempt, self.state.final)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar, cast
 
 from .clock import Deadline
@@ -24,6 +25,7 @@ class AsyncResult(Generic[R]):
     """
 
     def __init__(self, task_id: str, app: Conveyor) -> None:
+        """``AsyncResult(task_id, app=app)``: any task's outcome, from any process."""
         self.id = task_id
         self.app = app
 
@@ -43,11 +45,28 @@ class AsyncResult(Generic[R]):
 
     @property
     def status(self) -> State:
-        """The current state; UNKNOWN for an id with no record."""
+        """The current state; UNKNOWN for an id with no record. ``state`` is the same."""
         found = self.outcome()
         return State.UNKNOWN if found is None else found.state
 
-    state = status
+    @property
+    def state(self) -> State:
+        """The current state (Celery's name; the same as :attr:`status`)."""
+        return self.status
+
+    @property
+    def info(self) -> Any:
+        """As in Celery: the value once it succeeded, the exception once it failed or while it
+        waits for a retry, else None."""
+        return self.result
+
+    @property
+    def date_done(self) -> datetime | None:
+        """When the task reached its final state (aware, UTC), or None while it is not final."""
+        found = self.outcome()
+        if found is None or not found.state.final or not found.at:
+            return None
+        return datetime.fromtimestamp(found.at, UTC)
 
     def ready(self) -> bool:
         """True once the task reached a final state."""
@@ -61,7 +80,8 @@ class AsyncResult(Generic[R]):
 
     @property
     def result(self) -> Any:
-        """The value if it succeeded, the rebuilt exception if it failed, else None."""
+        """The value if it succeeded, the rebuilt exception if it failed (or is waiting for a
+        retry), else None."""
         found = self.outcome()
         if found is None:
             return None

@@ -55,8 +55,43 @@ def _encode(value: Any) -> Any:
     try:
         return _tag(value)
     except _Refused as refused:
-        where = "".join(f"[{step!r}]" for step in reversed(refused.path)) or "value"
-        raise SerializationError(f"{where}: {refused.why}") from None
+        raise _error(tuple(reversed(refused.path)), refused.why) from None
+
+
+def _error(path: tuple[Any, ...], why: str) -> SerializationError:
+    return SerializationError(f"{describe_path(path)}: {why}", path, why)
+
+
+def describe_path(path: tuple[Any, ...], root: str = "value") -> str:
+    """``value['a'][0]`` for the path ``('a', 0)``."""
+    return root + "".join(f"[{step!r}]" for step in path)
+
+
+#: The integers JSON (orjson) and msgpack carry: signed and unsigned 64-bit.
+_INT_RANGE = range(-(2**63), 2**64)
+
+
+def _refused_by_encoder(value: Any, exc: Exception) -> SerializationError:
+    """Explain an encoder's refusal of an already tagged value: find the offending part (only
+    ever run on failure, so the common path pays nothing for it)."""
+    found = _find_bad(value, ())
+    if found is None:
+        return _error((), f"cannot be encoded: {exc}")
+    path, bad = found
+    return _error(path, f"integer {bad} is out of the 64-bit range JSON and msgpack carry"
+                        " (send it as a string, or enable pickle)")
+
+
+def _find_bad(value: Any, path: tuple[Any, ...]) -> tuple[tuple[Any, ...], int] | None:
+    if isinstance(value, int) and not isinstance(value, bool) and value not in _INT_RANGE:
+        return path, value
+    items = value.items() if isinstance(value, dict) else (
+        enumerate(value) if isinstance(value, list | tuple) else ())
+    for key, item in items:
+        found = _find_bad(item, (*path, key))
+        if found is not None:
+            return found
+    return None
 
 
 def _tag(value: Any) -> Any:
@@ -134,7 +169,11 @@ class JSONSerializer:
     content_type = JSON
 
     def dumps(self, value: Any) -> bytes:
-        return orjson.dumps(_encode(value))
+        tagged = _encode(value)
+        try:
+            return orjson.dumps(tagged)
+        except (orjson.JSONEncodeError, TypeError, OverflowError) as exc:
+            raise _refused_by_encoder(tagged, exc) from None
 
     def loads(self, data: bytes) -> Any:
         try:
@@ -149,7 +188,11 @@ class MsgpackSerializer:
     content_type = MSGPACK
 
     def dumps(self, value: Any) -> bytes:
-        return msgpack.packb(_encode(value), use_bin_type=True)  # type: ignore[no-any-return]
+        tagged = _encode(value)
+        try:
+            return msgpack.packb(tagged, use_bin_type=True)  # type: ignore[no-any-return]
+        except (TypeError, OverflowError, ValueError) as exc:
+            raise _refused_by_encoder(tagged, exc) from None
 
     def loads(self, data: bytes) -> Any:
         try:

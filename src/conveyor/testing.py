@@ -20,6 +20,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from .brokers import queue_admin
+from .middleware.base import Job
 from .result import AsyncResult
 from .states import State
 from .worker.execution import execute
@@ -60,7 +61,7 @@ async def _drain(app: Conveyor, queues: list[str], include_delayed: bool,
                 except TimeoutError:
                     continue
                 ran.append(delivery.envelope.id)
-                await execute(app, delivery, runner)
+                await execute(Job(app, delivery, runner))
     finally:
         await consumer.close()
         runner.close()

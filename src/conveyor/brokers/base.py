@@ -29,6 +29,7 @@ from typing import Any
 
 from ..clock import SYSTEM, Clock
 from ..errors import BrokerError, ConfigurationError
+from ..events import Event, Retention
 
 log = logging.getLogger("conveyor.broker")
 
@@ -330,6 +331,38 @@ class ResultBackend(ABC):
     async def aget(self, task_id: str) -> StoredResult | None:
         """Async form of :meth:`get`."""
         return (await self.aget_many([task_id]))[0]
+
+
+class EventLog(ABC):
+    """Capability of a store: a bounded, append-only log of :class:`conveyor.events.Event`,
+    and the latest heartbeat of each worker process.
+
+    Ids are strings that order the events within the store; reading resumes after an id.
+    ``None`` as ``after`` means "only what comes next".
+    """
+
+    @abstractmethod
+    async def append_events(self, events: Sequence[Event], retention: Retention) -> None:
+        """Append in one round trip; worker events also update the latest-heartbeat table
+        (``worker-offline`` removes the process from it). Old events beyond ``retention`` go."""
+
+    @abstractmethod
+    def append_events_sync(self, events: Sequence[Event], retention: Retention) -> None:
+        """Blocking form of :meth:`append_events`, for producers."""
+
+    @abstractmethod
+    async def read_events(self, after: str | None, limit: int, wait: float) -> list[Event]:
+        """Up to ``limit`` events after ``after``, oldest first; when there are none, wait up
+        to ``wait`` seconds for some (without busy polling)."""
+
+    @abstractmethod
+    async def last_event_id(self) -> str | None:
+        """The id of the newest event kept, or None when there is none."""
+
+    @abstractmethod
+    async def heartbeats(self) -> list[Event]:
+        """The latest ``worker-online``/``worker-heartbeat`` event of every process that has
+        not gone offline (a killed one stays until readers judge it by its age)."""
 
 
 class PullBroker(Broker):

@@ -8,6 +8,8 @@ producers may publish from any thread while consumers run on an event loop.
 from __future__ import annotations
 
 import asyncio
+import collections
+import dataclasses
 import itertools
 import secrets
 import threading
@@ -17,11 +19,13 @@ from urllib.parse import urlsplit
 
 from ..clock import SYSTEM, Clock, Deadline
 from ..errors import LeaseLost
+from ..events import WORKER_KINDS, WORKER_OFFLINE, Event, Retention
 from .base import (
     Claim,
     DeadLetter,
     DeadLetterAdmin,
     Envelope,
+    EventLog,
     PullBroker,
     QueueAdmin,
     QueueStats,
@@ -54,7 +58,7 @@ class _Entry:
     failed_at: float = 0.0
 
 
-class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
+class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLog):
     """Broker and result backend in plain dictionaries, guarded by one lock."""
 
     def __init__(self, url: str = "memory://", clock: Clock = SYSTEM) -> None:
@@ -65,6 +69,9 @@ class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
         self._messages: dict[str, _Entry] = {}
         self._results: dict[str, tuple[StoredResult, float]] = {}
         self._members: dict[str, set[str]] = {}
+        self._events: collections.deque[Event] = collections.deque()
+        self._event_seq = itertools.count(1)
+        self._heartbeats: dict[str, Event] = {}
         self._bell = _Bell()
 
     def __repr__(self) -> str:
@@ -269,6 +276,47 @@ class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
             members = self._members.setdefault(key, set())
             members.add(member)
             return len(members)
+
+    # -- events ---------------------------------------------------------------------------
+    def append_events_sync(self, events: Sequence[Event], retention: Retention) -> None:
+        horizon = self.clock.time() - retention.age
+        with self._lock:
+            for event in events:
+                stored = dataclasses.replace(event, id=str(next(self._event_seq)))
+                self._events.append(stored)
+                if event.kind in WORKER_KINDS:
+                    self._note_worker(stored)
+            while self._events and (len(self._events) > retention.count
+                                    or self._events[0].at < horizon):
+                self._events.popleft()
+        self._bell.ring()
+
+    def _note_worker(self, event: Event) -> None:
+        if event.kind == WORKER_OFFLINE:
+            self._heartbeats.pop(event.process, None)
+        else:
+            self._heartbeats[event.process] = event
+
+    async def append_events(self, events: Sequence[Event], retention: Retention) -> None:
+        self.append_events_sync(events, retention)
+
+    async def read_events(self, after: str | None, limit: int, wait: float) -> list[Event]:
+        deadline = Deadline(wait)
+        start = int(after) if after is not None else int(await self.last_event_id() or 0)
+        while True:
+            with self._lock:
+                found = [e for e in self._events if int(e.id) > start][:limit]
+            if found or deadline.expired:
+                return found
+            await self._bell.wait(deadline.left())
+
+    async def last_event_id(self) -> str | None:
+        with self._lock:
+            return self._events[-1].id if self._events else None
+
+    async def heartbeats(self) -> list[Event]:
+        with self._lock:
+            return list(self._heartbeats.values())
 
     def close(self) -> None:
         self._bell.ring()

@@ -80,13 +80,16 @@ from redis.retry import Retry
 
 from ..clock import SYSTEM, Clock, Deadline
 from ..errors import BrokerError, BrokerUnavailable, ConfigurationError, LeaseLost
+from ..events import Event, Retention
 from ..urls import mask_url as mask
+from . import redis_events as events_redis
 from . import redis_scripts as lua
 from .base import (
     Claim,
     DeadLetter,
     DeadLetterAdmin,
     Envelope,
+    EventLog,
     PullBroker,
     QueueAdmin,
     QueueStats,
@@ -709,7 +712,7 @@ class _Outage:
             self.failures = 0
 
 
-class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
+class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLog):
     """Broker and result backend on Redis. Thread-safe for the sync methods; the async methods
     use one client per event loop (redis.asyncio objects belong to the loop that made them)."""
 
@@ -994,6 +997,47 @@ class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
     async def count_member(self, key: str, member: str, ttl: float) -> int:
         """SADD, PEXPIRE and SCARD in one script."""
         return await self._arun(self._plans.count_member(key, member, ttl))
+
+    # -- events ----------------------------------------------------------------------------
+    def _append_op(self, events: Sequence[Event], retention: Retention) -> _Op[None]:
+        commands = events_redis.append_commands(self.prefix, events, retention,
+                                                self.clock.time())
+        return _Op([_Call(c) for c in commands], lambda _: None)
+
+    def append_events_sync(self, events: Sequence[Event], retention: Retention) -> None:
+        if events:
+            self._run(self._append_op(events, retention))
+
+    async def append_events(self, events: Sequence[Event], retention: Retention) -> None:
+        if events:
+            await self._arun(self._append_op(events, retention))
+
+    async def read_events(self, after: str | None, limit: int, wait: float) -> list[Event]:
+        """XREAD BLOCK on the loop's client: the server wakes it when an event arrives."""
+        stream = events_redis.events_key(self.prefix)
+        block = max(1, int(wait * 1000))
+        try:
+            reply = await self._side().client.xread(
+                {stream: after or "$"}, count=limit, block=block)
+        except RedisError as exc:
+            raise self._error(exc) from exc
+        return events_redis.parse_read(reply)
+
+    async def last_event_id(self) -> str | None:
+        stream = events_redis.events_key(self.prefix)
+        try:
+            entries = await self._side().client.xrevrange(stream, count=1)
+        except RedisError as exc:
+            raise self._error(exc) from exc
+        found = events_redis.parse_entries(entries)
+        return found[0].id if found else None
+
+    async def heartbeats(self) -> list[Event]:
+        try:
+            raw = await self._side().client.hgetall(events_redis.workers_key(self.prefix))
+        except RedisError as exc:
+            raise self._error(exc) from exc
+        return [Event.decode(data, "") for _, data in sorted(raw.items())]
 
     # -- closing -------------------------------------------------------------------------------
     def close(self) -> None:

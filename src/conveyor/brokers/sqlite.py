@@ -56,11 +56,14 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 
 from ..clock import SYSTEM, Clock, Deadline
 from ..errors import BrokerError, BrokerUnavailable, ConfigurationError, LeaseLost
+from ..events import Event, Retention
+from . import sqlite_events as events_sql
 from .base import (
     Claim,
     DeadLetter,
     DeadLetterAdmin,
     Envelope,
+    EventLog,
     PullBroker,
     QueueAdmin,
     QueueStats,
@@ -76,8 +79,9 @@ T = TypeVar("T")
 READY, DELAYED, HELD, DEAD = 0, 1, 2, 3
 SCHEMA_VERSION = 2
 
-#: Doorbell channels: consumers are rung on new due work, result waiters on final outcomes.
-CONSUMERS, RESULTS = "q", "r"
+#: Doorbell channels: consumers are rung on new due work, result waiters on final outcomes,
+#: event followers on new events.
+CONSUMERS, RESULTS, EVENTS = "q", "r", "e"
 
 #: Longest a result waiter sleeps before looking again, in case a ring went astray.
 _RESULT_RECHECK = 1.0
@@ -308,7 +312,7 @@ def init_schema(conn: sqlite3.Connection, path: str) -> None:
             )
         if version == 1:  # layout 2 added the delivery count
             conn.execute("ALTER TABLE messages ADD COLUMN deliveries INTEGER NOT NULL DEFAULT 0")
-        for statement in _SCHEMA.split(";"):
+        for statement in (_SCHEMA + events_sql.SCHEMA).split(";"):
             if statement.strip():
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -654,7 +658,7 @@ def convert_error(exc: sqlite3.Error, path: str) -> BrokerError:
 # -- the store --------------------------------------------------------------------------------
 
 
-class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
+class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLog):
     """Broker and result backend in one SQLite file; see the module docstring."""
 
     def __init__(self, url: str, settings: Settings, clock: Clock = SYSTEM) -> None:
@@ -997,6 +1001,41 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend):
 
     async def count_member(self, key: str, member: str, ttl: float) -> int:
         return await self._acall(add_member, key, member, ttl, now=self.clock.time())
+
+    # -- events -----------------------------------------------------------------------------
+    def _append(self, conn: sqlite3.Connection, events: Sequence[Event],
+                retention: Retention) -> None:
+        if not events:
+            return
+        with lease_bookkeeping(conn), immediate(conn):
+            events_sql.append_rows(conn, events, retention, self.clock.time())
+        self._ring(EVENTS)
+
+    def append_events_sync(self, events: Sequence[Event], retention: Retention) -> None:
+        self._call(self._append, events, retention)
+
+    async def append_events(self, events: Sequence[Event], retention: Retention) -> None:
+        await self._acall(self._append, events, retention)
+
+    async def read_events(self, after: str | None, limit: int, wait: float) -> list[Event]:
+        start = int(after if after is not None else await self.last_event_id() or 0)
+        deadline = Deadline(wait)
+        bell = self._async_bell(EVENTS)
+        while True:
+            seen = bell.generation if bell is not None else 0
+            found = await self._acall(events_sql.read_rows, start, limit)
+            if found or deadline.expired:
+                return found
+            if bell is not None:
+                await bell.wait(seen, deadline.pause(_RESULT_RECHECK))
+            else:
+                await asyncio.sleep(deadline.pause(_FALLBACK_POLL))
+
+    async def last_event_id(self) -> str | None:
+        return await self._acall(events_sql.last_id)
+
+    async def heartbeats(self) -> list[Event]:
+        return await self._acall(events_sql.heartbeat_rows)
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:

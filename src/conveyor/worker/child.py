@@ -8,16 +8,21 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 
+from ..errors import ConfigurationError
 from ..loader import load_app
-from .pools import run_in_process
+from .pools import EXIT_CONFIG, Options, run_in_process
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s"
 
 
-def configure_logging(level: str) -> None:
-    """The workers' log format: time, level, pid, logger and message."""
-    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
+def configure_logging(level: str, logfile: str | None = None) -> None:
+    """The workers' log format: time, level, pid, logger and message; to stderr or a file."""
+    handler: logging.Handler = (logging.FileHandler(logfile) if logfile
+                                else logging.StreamHandler())
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    logging.basicConfig(level=level.upper(), handlers=[handler], force=True)
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -25,15 +30,25 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("-A", "--app", required=True)
     parser.add_argument("-Q", "--queues", required=True)
     parser.add_argument("--grace", type=float, required=True)
+    parser.add_argument("--pool-size", type=int, default=1)
     parser.add_argument("--lease", type=float, default=None)
     parser.add_argument("--prefetch", type=int, default=None)
+    parser.add_argument("--name", default=None)
     parser.add_argument("--parent-pid", type=int, required=True)
+    parser.add_argument("--ready-fd", type=int, default=None)
+    parser.add_argument("--banner", action="store_true")
     parser.add_argument("-l", "--loglevel", default="info")
+    parser.add_argument("--logfile", default=None)
     args = parser.parse_args(argv)
-    configure_logging(args.loglevel)
-    queues = [q for q in args.queues.split(",") if q]
-    run_in_process(load_app(args.app), queues, 1, grace=args.grace, lease=args.lease,
-                   prefetch=args.prefetch, parent=args.parent_pid)
+    configure_logging(args.loglevel, args.logfile)
+    try:
+        app = load_app(args.app)
+    except ConfigurationError as exc:
+        print(f"Error: {exc}", file=sys.stderr, flush=True)
+        raise SystemExit(EXIT_CONFIG) from None
+    options = Options([q for q in args.queues.split(",") if q], args.pool_size, "process",
+                      args.grace, args.lease, args.prefetch, args.name, args.banner, args.app)
+    run_in_process(app, options, parent=args.parent_pid, ready_fd=args.ready_fd)
 
 
 if __name__ == "__main__":

@@ -2,9 +2,15 @@
 
 - ``process`` (default): a supervisor starts N child processes, each a one-task-at-a-time worker
   with its own broker connection. It forwards SIGTERM/SIGINT to them and replaces a child that
-  dies (a crash, an OOM kill, or a child that exits after a task overran its hard time limit).
+  dies (a crash, an OOM kill, or a child that exits after a task overran its hard time limit),
+  waiting longer each time children die young, so a crashing child never spins.
 - ``thread``: one process running up to N sync tasks in threads (async tasks on its loop).
 - ``async``: one process running up to N tasks concurrently; meant for ``async def`` tasks.
+
+A child that cannot start (its application does not import, a bad setting) exits with
+:data:`EXIT_CONFIG` after printing why; the supervisor then stops the whole worker with that one
+error and a non-zero exit instead of restarting children forever. The first child is started
+alone and the others once it is consuming, so such an error is printed once.
 """
 
 from __future__ import annotations
@@ -12,13 +18,17 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import select
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
+
+from ..clock import SYSTEM, Clock
 
 if TYPE_CHECKING:
     from ..app import Conveyor
@@ -27,26 +37,61 @@ if TYPE_CHECKING:
 log = logging.getLogger("conveyor.worker")
 POOLS = ("process", "thread", "async")
 
+#: The exit code of a process that could not start (sysexits' EX_CONFIG).
+EXIT_CONFIG = 78
+#: A child that lived less than this counts as dying young; restarts back off up to the cap.
+YOUNG, BACKOFF_CAP = 10.0, 30.0
+#: How long the first child may take to import the application and start consuming.
+START_TIMEOUT = 120.0
 
-def run_in_process(app: Conveyor, queues: Sequence[str], concurrency: int, *,
-                   grace: float, lease: float | None, prefetch: int | None = None,
-                   parent: int | None = None) -> None:
+
+@dataclass(frozen=True, slots=True)
+class Options:
+    """What every process of one worker command shares."""
+
+    queues: Sequence[str]
+    concurrency: int
+    pool: str
+    grace: float
+    lease: float | None = None
+    prefetch: int | None = None
+    name: str | None = None
+    banner: bool = False
+    app_path: str = ""
+
+
+def run_in_process(app: Conveyor, options: Options, *, parent: int | None = None,
+                   ready_fd: int | None = None) -> None:
     """Run one Worker in this process until a signal (or the parent's death) stops it."""
     import asyncio  # here, not at the top: the supervisor never needs an event loop
 
+    from .banner import banner
     from .worker import Worker
 
     async def main() -> None:
-        worker = Worker(app, queues, concurrency=concurrency, prefetch=prefetch, grace=grace,
-                        lease=lease, exit_on_runaway=parent is not None)
+        size = 1 if options.pool == "process" else options.concurrency
+        worker = Worker(app, options.queues, concurrency=size, prefetch=options.prefetch,
+                        grace=options.grace, lease=options.lease, name=options.name,
+                        pool=options.pool, exit_on_runaway=parent is not None)
         worker.install_signal_handlers()
         watch = asyncio.ensure_future(_watch_parent(worker, parent)) if parent else None
+        started = asyncio.ensure_future(_when_started(worker, options, ready_fd))
         try:
             await worker.run()
         finally:
-            if watch is not None:
-                watch.cancel()
+            for job in (watch, started):
+                if job is not None:
+                    job.cancel()
             await app.aclose()
+
+    async def _when_started(worker: Worker, opts: Options, fd: int | None) -> None:
+        await asyncio.sleep(0)  # run() has opened the consumer and started the middleware
+        if opts.banner:
+            log.info("%s", banner(app, worker, opts))
+        if fd is not None:
+            with contextlib.suppress(OSError):
+                os.write(fd, b"ready\n")
+                os.close(fd)
 
     asyncio.run(main())
     _exit_past_stuck_threads()
@@ -75,57 +120,122 @@ async def _watch_parent(worker: Worker, parent: int) -> None:
     await worker.stop()
 
 
+@dataclass(slots=True)
+class _Child:
+    proc: subprocess.Popen[bytes]
+    started: float
+
+
+@dataclass(slots=True)
 class Supervisor:
     """Keeps ``processes`` children running ``child_argv`` until told to stop."""
 
-    def __init__(self, child_argv: list[str], processes: int) -> None:
-        self.child_argv = child_argv
-        self.processes = processes
-        self.children: dict[int, tuple[subprocess.Popen[bytes], float]] = {}
-        self.stops = 0
+    child_argv: list[str]
+    processes: int
+    clock: Clock = SYSTEM
+    children: dict[int, _Child] = field(default_factory=dict)
+    stops: int = 0
+    failed: str | None = None
+    _young_deaths: int = 0
 
     def run(self) -> int:
+        """Start the children and keep them running; the exit code of the worker command."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._forward)
-        for _ in range(self.processes):
-            self._spawn()
+        if self._start_first():
+            for _ in range(self.processes - 1):
+                self._spawn()
         while self.children:
-            pid, status = os.wait()
+            try:
+                pid, status = os.wait()
+            except ChildProcessError:
+                break
             self._reap(pid, os.waitstatus_to_exitcode(status))
-        return 0
+        return 1 if self.failed else 0
 
-    def _spawn(self) -> None:
-        argv = [*self.child_argv, "--parent-pid", str(os.getpid())]
+    def _start_first(self) -> bool:
+        """Start one child and wait until it consumes; False if it could not start."""
+        while not self.stops:
+            code = self._try_first()
+            if code is None:
+                return True
+            if code == EXIT_CONFIG:  # it printed why; stopping here keeps that the only line
+                self.failed = "start-up"
+                return False
+            log.warning("worker process exited with %d while starting; starting another", code)
+            self._backoff(young=True)
+        return False
+
+    def _try_first(self) -> int | None:
+        """None once the child reports it consumes (or is still starting at the timeout, or
+        a stop came), else its exit code."""
+        read, write = os.pipe()
+        child = self._spawn(["--banner", "--ready-fd", str(write)], keep=write)
+        os.close(write)
+        deadline = self.clock.monotonic() + START_TIMEOUT
+        try:
+            while self.clock.monotonic() < deadline and not self.stops:
+                readable, _, _ = select.select([read], [], [], 0.2)
+                if readable and os.read(read, 16):
+                    return None
+                code = child.proc.poll()
+                if code is not None:
+                    self.children.pop(child.proc.pid, None)
+                    return code
+            return None
+        finally:
+            os.close(read)
+
+    def _spawn(self, extra: Sequence[str] = (), keep: int | None = None) -> _Child:
+        argv = [*self.child_argv, *extra, "--parent-pid", str(os.getpid())]
         # Own session: a terminal's Ctrl-C reaches only the supervisor, which forwards it once;
         # reaching the children directly too would count as a second, fast-stop signal.
-        proc = subprocess.Popen(argv, start_new_session=True)
-        self.children[proc.pid] = (proc, time.monotonic())
+        proc = subprocess.Popen(argv, start_new_session=True,
+                                pass_fds=() if keep is None else (keep,))
+        child = _Child(proc, self.clock.monotonic())
+        self.children[proc.pid] = child
+        return child
 
     def _reap(self, pid: int, code: int) -> None:
-        entry = self.children.pop(pid, None)
-        if entry is None:
+        child = self.children.pop(pid, None)
+        if child is None:
             return
-        proc, started = entry
-        proc.returncode = code
-        if self.stops:
+        child.proc.returncode = code
+        if self.stops or self.failed:
+            return
+        if code == EXIT_CONFIG:
+            log.error("a worker process could not start; stopping the worker")
+            self.failed = "start-up"
+            self._forward(signal.SIGTERM, None)
             return
         log.warning("worker process %d exited with %d; starting another", pid, code)
-        if time.monotonic() - started < 1.0:
-            time.sleep(1.0)  # a child that dies at once would otherwise spin
-        self._spawn()
+        self._backoff(young=self.clock.monotonic() - child.started < YOUNG)
+        if not self.stops:
+            self._spawn()
+
+    def _backoff(self, young: bool) -> None:
+        """Wait before a restart: 0 after a child that lived, doubling after young deaths."""
+        self._young_deaths = self._young_deaths + 1 if young else 0
+        if self._young_deaths:
+            delay = min(BACKOFF_CAP, 0.5 * 2 ** (self._young_deaths - 1))
+            log.warning("children die young (%d in a row); waiting %.1fs", self._young_deaths,
+                        delay)
+            time.sleep(delay)
 
     def _forward(self, signum: int, _frame: object) -> None:
         self.stops += 1
-        for proc, _ in self.children.values():
+        for child in self.children.values():
             with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signum)
+                child.proc.send_signal(signum)
 
 
-def child_argv(app_path: str, queues: Sequence[str], *, grace: float, lease: float | None,
-               prefetch: int | None, loglevel: str) -> list[str]:
+def child_argv(options: Options, *, loglevel: str, logfile: str | None) -> list[str]:
     """The command line of one process-pool child."""
-    argv = [sys.executable, "-m", "conveyor.worker.child", "-A", app_path,
-            "-Q", ",".join(queues), "--grace", str(grace), "-l", loglevel]
-    if prefetch is not None:
-        argv += ["--prefetch", str(prefetch)]
-    return argv if lease is None else [*argv, "--lease", str(lease)]
+    argv = [sys.executable, "-m", "conveyor.worker.child", "-A", options.app_path,
+            "-Q", ",".join(options.queues), "--grace", str(options.grace), "-l", loglevel,
+            "--pool-size", str(options.concurrency)]
+    for flag, value in (("--prefetch", options.prefetch), ("--lease", options.lease),
+                        ("--name", options.name), ("--logfile", logfile)):
+        if value is not None:
+            argv += [flag, str(value)]
+    return argv

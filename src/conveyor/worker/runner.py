@@ -8,18 +8,14 @@ import functools
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ..errors import TimeLimitExceeded
 from ..message import Message
 from ..task import Request, Task, set_request
 
 
 class Runner:
-    """Calls tasks with their request context set and their ``time_limit`` enforced.
-
-    A coroutine past its limit is cancelled. A thread cannot be stopped from outside, so a sync
-    task past its limit is abandoned: ``runaway`` becomes True and a process-pool child exits
-    after settling, which ends the thread with the process.
-    """
+    """Calls tasks with their request context set. ``runaway`` becomes True when a sync task
+    was abandoned past its time limit (see :mod:`conveyor.middleware.time_limits`): its thread
+    cannot be stopped, so a process-pool child exits after settling."""
 
     def __init__(self, threads: int) -> None:
         self.pool = ThreadPoolExecutor(max_workers=max(threads, 1), thread_name_prefix="task")
@@ -28,15 +24,10 @@ class Runner:
     async def call(self, task: Task[Any, Any], message: Message, attempt: int) -> Any:
         request = Request(message.id, message.task, message.args, message.kwargs,
                           message.retries, attempt, message.queue, message.eta, message.options)
-        limit = task.options.time_limit
-        try:
-            if task.is_async:
-                set_request(request)
-                return await asyncio.wait_for(task.run(*message.args, **message.kwargs), limit)
-            return await asyncio.wait_for(self._in_thread(task, message, request), limit)
-        except TimeoutError as exc:
-            self.runaway = self.runaway or not task.is_async
-            raise TimeLimitExceeded(f"{task.name} ran longer than {limit}s") from exc
+        if task.is_async:
+            set_request(request)
+            return await task.run(*message.args, **message.kwargs)
+        return await self._in_thread(task, message, request)
 
     def _in_thread(self, task: Task[Any, Any], message: Message,
                    request: Request) -> asyncio.Future[Any]:

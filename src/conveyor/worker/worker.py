@@ -11,11 +11,15 @@ import asyncio
 import logging
 import os
 import signal
+import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..brokers import Consumer, Delivery
 from ..errors import BrokerError, LeaseLost
+from ..middleware.base import Job
+from ..middleware.events import EventBuffer, event_log, retention
+from ..states import State
 from .execution import execute
 from .runner import Runner
 
@@ -25,13 +29,23 @@ if TYPE_CHECKING:
 log = logging.getLogger("conveyor.worker")
 
 
+def default_name() -> str:
+    """``host.pid``: unique per machine and process (the supervisor's pid for a pool)."""
+    return f"{socket.gethostname()}.{os.getpid()}"
+
+
 class Worker:
     """Consumes ``queues`` of ``app`` and runs up to ``concurrency`` tasks at once, holding at
-    most ``prefetch`` messages (default: ``concurrency``). ``await run()`` until stopped."""
+    most ``prefetch`` messages (default: ``concurrency``). ``await run()`` until stopped.
+
+    ``running`` maps delivery ids to the jobs in progress; ``processed`` and ``failed`` count
+    finished deliveries. Heartbeats and ``inspect`` report these.
+    """
 
     def __init__(self, app: Conveyor, queues: Sequence[str] = ("default",), *,
                  concurrency: int = 1, prefetch: int | None = None, grace: float = 30.0,
-                 lease: float | None = None, exit_on_runaway: bool = False) -> None:
+                 lease: float | None = None, exit_on_runaway: bool = False,
+                 name: str | None = None, pool: str = "async") -> None:
         self.app = app
         self.queues = list(queues)
         self.concurrency = concurrency
@@ -41,23 +55,40 @@ class Worker:
         self.grace = grace
         self.lease = app.lease if lease is None else lease
         self.exit_on_runaway = exit_on_runaway
+        self.name = name or default_name()
+        self.pool = pool
         self.runner = Runner(concurrency)
-        self._running: set[asyncio.Task[None]] = set()
+        self.running: dict[str, Job] = {}
+        self.processed = self.failed = 0
+        self.started_at = 0.0
+        self.events: EventBuffer | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
         self._slots = asyncio.Semaphore(concurrency)
         self._consumer: Consumer | None = None
         self._stopping = asyncio.Event()
         self._stops = 0
 
+    def runtime(self, job: Job) -> float:
+        """Seconds ``job`` has been running (0 before it started)."""
+        return self.app.clock.monotonic() - job.started if job.started else 0.0
+
     async def run(self) -> None:
         """Consume until stopped, then drain in-flight tasks (see the module docstring)."""
+        store = event_log(self.app)
+        self.events = EventBuffer(store, retention(self.app)) if store is not None else None
+        self.started_at = self.app.clock.time()
         self._consumer = self.app.broker.consume(
             self.queues, prefetch=self.prefetch, lease=self.lease)
-        log.info("worker %d consuming %s (concurrency %d)", os.getpid(),
-                 ",".join(self.queues), self.concurrency)
+        await self.app.middleware.worker_start(self)
+        log.debug("process %d consuming %s (concurrency %d)", os.getpid(),
+                  ",".join(self.queues), self.concurrency)
         try:
             await self._consume(self._consumer)
         finally:
             await self._drain()
+            await self.app.middleware.worker_stop(self)
+            if self.events is not None:
+                await self.events.close()
             self.runner.close()
 
     async def _consume(self, consumer: Consumer) -> None:
@@ -79,8 +110,8 @@ class Worker:
                 await self._give_back(delivery)
                 return
             task = asyncio.create_task(self._handle(delivery))
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
             if self.runner.runaway and self.exit_on_runaway:
                 await self.stop()
 
@@ -91,16 +122,25 @@ class Worker:
             self._slots.release()
 
     async def _execute(self, delivery: Delivery) -> None:
+        job = Job(self.app, delivery, self.runner, self)
+        self.running[job.id] = job
         try:
-            await execute(self.app, delivery, self.runner)
+            verdict = await execute(job)
         except LeaseLost:
-            log.warning("lease of %s was lost; another worker owns it", delivery.envelope.id)
+            log.warning("lease of %s was lost; another worker owns it", job.id)
         except asyncio.CancelledError:
             await asyncio.shield(self._give_back(delivery))
             raise
         except Exception:
-            log.exception("could not settle %s; it will be redelivered", delivery.envelope.id)
-            await self._give_back(delivery)
+            # Not given back at once (that would loop on a message that breaks settling): the
+            # lease returns it, and the delivery limit ends a message that always fails so.
+            log.exception("could not settle %s; it returns after its lease", job.id)
+            delivery.abandon()
+        else:
+            self.processed += 1
+            self.failed += verdict.state is State.FAILURE
+        finally:
+            self.running.pop(job.id, None)
         if self.runner.runaway and self.exit_on_runaway:
             await self.stop()
 
@@ -114,23 +154,28 @@ class Worker:
     async def stop(self, fast: bool = False) -> None:
         """Stop taking work; with ``fast`` (or when called twice) cancel running tasks too."""
         self._stops += 1
+        if self._stops == 1:
+            log.info("worker %s (process %d) stopping: %d task(s) running", self.name,
+                     os.getpid(), len(self.running))
         self._stopping.set()
         if self._consumer is not None:
             await self._consumer.close()
         if fast or self._stops > 1:
-            for task in list(self._running):
+            for task in list(self._tasks):
                 task.cancel()
 
     async def _drain(self) -> None:
         if self._consumer is not None:
             await self._consumer.close()
-        if self._running:
-            log.info("waiting up to %.0fs for %d running task(s)", self.grace, len(self._running))
-            _, late = await asyncio.wait(set(self._running), timeout=self.grace)
+        if self._tasks:
+            log.info("waiting up to %.0fs for %d running task(s)", self.grace, len(self._tasks))
+            _, late = await asyncio.wait(set(self._tasks), timeout=self.grace)
             for task in late:
                 task.cancel()
             if late:
                 await asyncio.wait(late)
+        log.info("worker %s (process %d) stopped: %d processed, %d failed", self.name,
+                 os.getpid(), self.processed, self.failed)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM and SIGINT stop gracefully; a second one stops fast."""

@@ -1,0 +1,109 @@
+"""The producer's path: a call becomes a message, the message an envelope, envelopes a publish.
+
+Every encoding error is raised here, in the producer, as a :class:`SerializationError` naming the
+task and the argument. Publishing with ``track`` also records each message as PENDING, in the
+same transaction or round trip where the broker is the result backend.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from .brokers import Envelope, StoredResult
+from .errors import ConfigurationError, SerializationError
+from .message import Message, new_id
+from .options import TaskOptions
+from .states import State
+
+if TYPE_CHECKING:
+    from .app import Conveyor
+
+_PENDING_DATA = b""  # a PENDING record carries no payload; the state column says it all
+
+
+def build_message(
+    app: Conveyor, name: str, options: TaskOptions | None, args: tuple[Any, ...],
+    kwargs: dict[str, Any], *, countdown: float | None = None,
+    eta: datetime | float | None = None, expires: datetime | float | None = None,
+    priority: int | None = None, queue: str | None = None, task_id: str | None = None,
+) -> Message:
+    """A message for task ``name`` with per-call options over the task's defaults."""
+    now = app.clock.time()
+    opts = options or TaskOptions(queue=app.conf.default_queue)
+    when = now + countdown if countdown is not None else epoch(eta)
+    expires = expires if expires is not None else opts.expires
+    deadline = now + expires if isinstance(expires, int | float) else epoch(expires)
+    prio = opts.priority if priority is None else priority
+    if isinstance(prio, bool) or not isinstance(prio, int) or not 0 <= prio <= 9:
+        raise ConfigurationError(f"priority must be an int from 0 to 9, got {prio!r}")
+    message = Message(id=task_id or new_id(), task=name, args=args, kwargs=kwargs,
+                      queue=queue or opts.queue, priority=prio, eta=when, expires=deadline,
+                      created=now)
+    return app.middleware.before_publish(app, message)
+
+
+def envelope(app: Conveyor, message: Message) -> Envelope:
+    """Serialize a message; SerializationError names the task and the argument at fault."""
+    try:
+        body = app.codec.dumps(message.to_dict())
+    except SerializationError as exc:
+        raise argument_error(message, exc) from None
+    return Envelope(message.id, message.queue, body, app.codec.content_type, message.priority,
+                    message.eta)
+
+
+def publish(app: Conveyor, messages: Sequence[Message], track: bool = True) -> None:
+    """Send messages in one round trip; with ``track`` record them as PENDING."""
+    envelopes = [envelope(app, m) for m in messages]
+    if not track:
+        app.broker.publish(envelopes)
+    elif app.shared_store:  # one transaction or round trip where the store can
+        app.broker.publish_tracked(envelopes, pending(messages), pending_ttl(app, messages))
+    else:
+        app.broker.publish(envelopes)
+        app.backend.store_many(pending(messages), pending_ttl(app, messages))
+    app.middleware.after_publish(app, messages)
+
+
+async def apublish(app: Conveyor, messages: Sequence[Message], track: bool = True) -> None:
+    """Async form of :func:`publish`."""
+    envelopes = [envelope(app, m) for m in messages]
+    if not track:
+        await app.broker.apublish(envelopes)
+    elif app.shared_store:
+        await app.broker.apublish_tracked(envelopes, pending(messages),
+                                          pending_ttl(app, messages))
+    else:
+        await app.broker.apublish(envelopes)
+        await app.backend.astore_many(pending(messages), pending_ttl(app, messages))
+    app.middleware.after_publish(app, messages)
+
+
+def pending(messages: Sequence[Message]) -> list[tuple[str, StoredResult]]:
+    return [(m.id, StoredResult(_PENDING_DATA, State.PENDING, 0, False)) for m in messages]
+
+
+def pending_ttl(app: Conveyor, messages: Sequence[Message]) -> float:
+    """A PENDING record outlives the latest ETA by the result TTL."""
+    latest = max((m.eta or 0.0 for m in messages), default=0.0)
+    return app.conf.result_ttl + max(0.0, latest - app.clock.time())
+
+
+def argument_error(message: Message, exc: SerializationError) -> SerializationError:
+    """``cannot send shop.add: argument args[0]: integer ... out of range``."""
+    field, *inside = exc.path or ("message",)
+    name = f"{field}{''.join(f'[{step!r}]' for step in inside)}"
+    kind = {"args": "argument", "kwargs": "keyword argument"}.get(str(field), "field")
+    return SerializationError(f"cannot send {message.task}: {kind} {name}: {exc.why}",
+                              exc.path, exc.why)
+
+
+def epoch(when: datetime | float | None) -> float | None:
+    """Epoch seconds of an aware datetime (or a number, passed through)."""
+    if when is None or isinstance(when, int | float):
+        return when
+    if when.tzinfo is None:
+        raise ConfigurationError("naive datetime given: use an aware datetime (with tzinfo)")
+    return when.timestamp()

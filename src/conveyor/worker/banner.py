@@ -1,0 +1,37 @@
+"""The worker's start-up banner: what it runs, where from, and how."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..app import Conveyor
+    from .pools import Options
+    from .worker import Worker
+
+
+def banner(app: Conveyor, worker: Worker, options: Options) -> str:
+    """A few aligned lines; the broker and backend URLs have their passwords masked."""
+    tasks = sorted(app.tasks)
+    results = "the broker's store" if app.shared_store else app.backend.url
+    rows = [
+        ("app", f"{app.name} ({options.app_path})" if options.app_path else app.name),
+        ("broker", app.broker.url),
+        ("results", results),
+        ("queues", ", ".join(options.queues)),
+        ("pool", f"{options.pool}, concurrency {options.concurrency}"
+                 f" (prefetch {worker.prefetch} per process)"),
+        (f"tasks ({len(tasks)})", ", ".join(tasks) or "none registered"),
+    ]
+    width = max(len(label) for label, _ in rows)
+    lines = [f"conveyor {_version()} worker {worker.name} ready"]
+    lines += [f"  {label:<{width}}  {value}" for label, value in rows]
+    return "\n".join(lines)
+
+
+def _version() -> str:
+    try:
+        return version("conveyor-tasks")
+    except PackageNotFoundError:
+        return "(source)"
