@@ -365,6 +365,58 @@ class EventLog(ABC):
         not gone offline (a killed one stays until readers judge it by its age)."""
 
 
+class Coordination(ABC):
+    """Capability of a result backend: small values under keys, each with a TTL, changed
+    atomically. What must hold across every worker and producer builds on it: unique tasks,
+    one enqueue per schedule tick, leader leases, revocations.
+
+    A key whose TTL passed is absent. ``ttl`` is in seconds (> 0).
+    """
+
+    @abstractmethod
+    def put_if_absent(self, key: str, value: bytes, ttl: float) -> bytes | None:
+        """Set ``key`` unless it holds a value: None if it was set, else the value it holds."""
+
+    @abstractmethod
+    async def aput_if_absent(self, key: str, value: bytes, ttl: float) -> bytes | None:
+        """Async form of :meth:`put_if_absent`."""
+
+    @abstractmethod
+    def get_value(self, key: str) -> bytes | None:
+        """The value of ``key``, or None."""
+
+    @abstractmethod
+    async def aget_value(self, key: str) -> bytes | None:
+        """Async form of :meth:`get_value`."""
+
+    @abstractmethod
+    def compare_and_set(self, key: str, expected: bytes | None, value: bytes | None,
+                        ttl: float) -> bool:
+        """If ``key`` holds ``expected`` (None: absent), make it hold ``value`` for ``ttl``
+        (None: delete it). True if it did: a lease holder renews or releases this way."""
+
+    @abstractmethod
+    async def acompare_and_set(self, key: str, expected: bytes | None, value: bytes | None,
+                               ttl: float) -> bool:
+        """Async form of :meth:`compare_and_set`."""
+
+    @abstractmethod
+    def set_value(self, key: str, value: bytes, ttl: float) -> None:
+        """Make ``key`` hold ``value`` for ``ttl``, whatever it held."""
+
+    @abstractmethod
+    async def aset_value(self, key: str, value: bytes, ttl: float) -> None:
+        """Async form of :meth:`set_value`."""
+
+    @abstractmethod
+    def delete_value(self, key: str) -> None:
+        """Remove ``key`` (a no-op when absent)."""
+
+    @abstractmethod
+    async def adelete_value(self, key: str) -> None:
+        """Async form of :meth:`delete_value`."""
+
+
 class PullBroker(Broker):
     """A broker whose consumers pull. Subclasses provide the primitives below; all are atomic.
 

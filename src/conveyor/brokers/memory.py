@@ -22,6 +22,7 @@ from ..errors import LeaseLost
 from ..events import WORKER_KINDS, WORKER_OFFLINE, Event, Retention
 from .base import (
     Claim,
+    Coordination,
     DeadLetter,
     DeadLetterAdmin,
     Envelope,
@@ -58,7 +59,8 @@ class _Entry:
     failed_at: float = 0.0
 
 
-class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLog):
+class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLog,
+                  Coordination):
     """Broker and result backend in plain dictionaries, guarded by one lock."""
 
     def __init__(self, url: str = "memory://", clock: Clock = SYSTEM) -> None:
@@ -72,6 +74,7 @@ class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventL
         self._events: collections.deque[Event] = collections.deque()
         self._event_seq = itertools.count(1)
         self._heartbeats: dict[str, Event] = {}
+        self._values: dict[str, tuple[bytes, float]] = {}
         self._bell = _Bell()
 
     def __repr__(self) -> str:
@@ -317,6 +320,60 @@ class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventL
     async def heartbeats(self) -> list[Event]:
         with self._lock:
             return list(self._heartbeats.values())
+
+    # -- coordination ---------------------------------------------------------------------
+    def _value(self, key: str) -> bytes | None:
+        found = self._values.get(key)
+        if found is not None and found[1] <= self.clock.time():
+            del self._values[key]
+            return None
+        return None if found is None else found[0]
+
+    def put_if_absent(self, key: str, value: bytes, ttl: float) -> bytes | None:
+        with self._lock:
+            held = self._value(key)
+            if held is None:
+                self._values[key] = (value, self.clock.time() + ttl)
+            return held
+
+    async def aput_if_absent(self, key: str, value: bytes, ttl: float) -> bytes | None:
+        return self.put_if_absent(key, value, ttl)
+
+    def get_value(self, key: str) -> bytes | None:
+        with self._lock:
+            return self._value(key)
+
+    async def aget_value(self, key: str) -> bytes | None:
+        return self.get_value(key)
+
+    def compare_and_set(self, key: str, expected: bytes | None, value: bytes | None,
+                        ttl: float) -> bool:
+        with self._lock:
+            if self._value(key) != expected:
+                return False
+            if value is None:
+                self._values.pop(key, None)
+            else:
+                self._values[key] = (value, self.clock.time() + ttl)
+            return True
+
+    async def acompare_and_set(self, key: str, expected: bytes | None, value: bytes | None,
+                               ttl: float) -> bool:
+        return self.compare_and_set(key, expected, value, ttl)
+
+    def set_value(self, key: str, value: bytes, ttl: float) -> None:
+        with self._lock:
+            self._values[key] = (value, self.clock.time() + ttl)
+
+    async def aset_value(self, key: str, value: bytes, ttl: float) -> None:
+        self.set_value(key, value, ttl)
+
+    def delete_value(self, key: str) -> None:
+        with self._lock:
+            self._values.pop(key, None)
+
+    async def adelete_value(self, key: str) -> None:
+        self.delete_value(key)
 
     def close(self) -> None:
         self._bell.ring()

@@ -83,9 +83,11 @@ from ..errors import BrokerError, BrokerUnavailable, ConfigurationError, LeaseLo
 from ..events import Event, Retention
 from ..urls import mask_url as mask
 from . import redis_events as events_redis
+from . import redis_kv as kv
 from . import redis_scripts as lua
 from .base import (
     Claim,
+    Coordination,
     DeadLetter,
     DeadLetterAdmin,
     Envelope,
@@ -712,7 +714,8 @@ class _Outage:
             self.failures = 0
 
 
-class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLog):
+class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLog,
+                 Coordination):
     """Broker and result backend on Redis. Thread-safe for the sync methods; the async methods
     use one client per event loop (redis.asyncio objects belong to the loop that made them)."""
 
@@ -1038,6 +1041,62 @@ class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLo
         except RedisError as exc:
             raise self._error(exc) from exc
         return [Event.decode(data, "") for _, data in sorted(raw.items())]
+
+    # -- coordination ------------------------------------------------------------------------
+    def _kv_key(self, key: str) -> str:
+        return kv.value_key(self.prefix, key)
+
+    def _put_op(self, key: str, value: bytes, ttl: float) -> _Op[bytes | None]:
+        call = _script(kv.PUT_IF_ABSENT, [self._kv_key(key)], [value, kv.ttl_ms(ttl)])
+        return _Op([call], lambda replies: replies[0])
+
+    def _cas_op(self, key: str, expected: bytes | None, value: bytes | None,
+                ttl: float) -> _Op[bool]:
+        call = _script(kv.COMPARE_AND_SET, [self._kv_key(key)],
+                       kv.cas_args(expected, value, ttl))
+        return _Op([call], lambda replies: bool(replies[0]))
+
+    def _get_op(self, key: str) -> _Op[bytes | None]:
+        return _Op([_Call(("GET", self._kv_key(key)))], lambda replies: replies[0])
+
+    def _set_op(self, key: str, value: bytes, ttl: float) -> _Op[None]:
+        return _Op([_Call(("SET", self._kv_key(key), value, "PX", kv.ttl_ms(ttl)))],
+                   lambda _: None)
+
+    def _delete_op(self, key: str) -> _Op[None]:
+        return _Op([_Call(("DEL", self._kv_key(key)))], lambda _: None)
+
+    def put_if_absent(self, key: str, value: bytes, ttl: float) -> bytes | None:
+        return self._run(self._put_op(key, value, ttl))
+
+    async def aput_if_absent(self, key: str, value: bytes, ttl: float) -> bytes | None:
+        return await self._arun(self._put_op(key, value, ttl))
+
+    def get_value(self, key: str) -> bytes | None:
+        return self._run(self._get_op(key))
+
+    async def aget_value(self, key: str) -> bytes | None:
+        return await self._arun(self._get_op(key))
+
+    def compare_and_set(self, key: str, expected: bytes | None, value: bytes | None,
+                        ttl: float) -> bool:
+        return self._run(self._cas_op(key, expected, value, ttl))
+
+    async def acompare_and_set(self, key: str, expected: bytes | None, value: bytes | None,
+                               ttl: float) -> bool:
+        return await self._arun(self._cas_op(key, expected, value, ttl))
+
+    def set_value(self, key: str, value: bytes, ttl: float) -> None:
+        self._run(self._set_op(key, value, ttl))
+
+    async def aset_value(self, key: str, value: bytes, ttl: float) -> None:
+        await self._arun(self._set_op(key, value, ttl))
+
+    def delete_value(self, key: str) -> None:
+        self._run(self._delete_op(key))
+
+    async def adelete_value(self, key: str) -> None:
+        await self._arun(self._delete_op(key))
 
     # -- closing -------------------------------------------------------------------------------
     def close(self) -> None:

@@ -1,9 +1,10 @@
 """The Redis store's event log: a stream capped by length and age, and a hash of the latest
 heartbeat of each worker process. Both keys stand alone (one hash slot each).
 
-An append is one pipeline: an ``XADD ... MAXLEN ~ count`` per event, an ``XTRIM ... MINID ~``
-for the age limit, and the heartbeat hash updates. The approximate trims (``~``) cost O(1) per
-call and keep the stream within one macro node of its bounds.
+An append is one pipeline: an ``XADD ... MAXLEN ~ count`` per event (approximate: O(1), the
+stream stays within one macro node of its bound), an exact ``XTRIM ... MINID`` for the age limit
+(entries older than the age by the server's clock; it costs what it removes), and the heartbeat
+hash updates.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ def append_commands(prefix: str, events: Sequence[Event], retention: Retention,
     commands: list[tuple[Any, ...]] = [
         ("XADD", stream, "MAXLEN", "~", retention.count, "*", "e", e.encode()) for e in events]
     oldest_ms = max(0, int((now - retention.age) * 1000))
-    commands.append(("XTRIM", stream, "MINID", "~", oldest_ms))
+    commands.append(("XTRIM", stream, "MINID", oldest_ms))
     for event in events:
         if event.kind == WORKER_OFFLINE:
             commands.append(("HDEL", workers, event.process))

@@ -58,8 +58,10 @@ from ..clock import SYSTEM, Clock, Deadline
 from ..errors import BrokerError, BrokerUnavailable, ConfigurationError, LeaseLost
 from ..events import Event, Retention
 from . import sqlite_events as events_sql
+from . import sqlite_kv as kv_sql
 from .base import (
     Claim,
+    Coordination,
     DeadLetter,
     DeadLetterAdmin,
     Envelope,
@@ -312,7 +314,7 @@ def init_schema(conn: sqlite3.Connection, path: str) -> None:
             )
         if version == 1:  # layout 2 added the delivery count
             conn.execute("ALTER TABLE messages ADD COLUMN deliveries INTEGER NOT NULL DEFAULT 0")
-        for statement in (_SCHEMA + events_sql.SCHEMA).split(";"):
+        for statement in (_SCHEMA + events_sql.SCHEMA + kv_sql.SCHEMA).split(";"):
             if statement.strip():
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -658,7 +660,8 @@ def convert_error(exc: sqlite3.Error, path: str) -> BrokerError:
 # -- the store --------------------------------------------------------------------------------
 
 
-class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLog):
+class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLog,
+                  Coordination):
     """Broker and result backend in one SQLite file; see the module docstring."""
 
     def __init__(self, url: str, settings: Settings, clock: Clock = SYSTEM) -> None:
@@ -935,6 +938,7 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventL
         if self.clock.monotonic() - self._last_sweep > _CLEANUP_EVERY:
             self._last_sweep = self.clock.monotonic()
             sweep_expired(conn, now=self.clock.time())
+            kv_sql.sweep(conn, self.clock.time(), _CLEANUP_BATCH)
         return written
 
     def store(self, task_id: str, record: StoredResult, ttl: float) -> bool:
@@ -1036,6 +1040,43 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventL
 
     async def heartbeats(self) -> list[Event]:
         return await self._acall(events_sql.heartbeat_rows)
+
+    # -- coordination -----------------------------------------------------------------------
+    def _kv(self, conn: sqlite3.Connection, op: Callable[..., T], *args: Any) -> T:
+        with immediate(conn):
+            return op(conn, *args, now=self.clock.time())
+
+    def put_if_absent(self, key: str, value: bytes, ttl: float) -> bytes | None:
+        return self._call(self._kv, kv_sql.put_if_absent, key, value, ttl)
+
+    async def aput_if_absent(self, key: str, value: bytes, ttl: float) -> bytes | None:
+        return await self._acall(self._kv, kv_sql.put_if_absent, key, value, ttl)
+
+    def get_value(self, key: str) -> bytes | None:
+        return self._call(kv_sql.get, key, now=self.clock.time())
+
+    async def aget_value(self, key: str) -> bytes | None:
+        return await self._acall(kv_sql.get, key, now=self.clock.time())
+
+    def compare_and_set(self, key: str, expected: bytes | None, value: bytes | None,
+                        ttl: float) -> bool:
+        return self._call(self._kv, kv_sql.compare_and_set, key, expected, value, ttl)
+
+    async def acompare_and_set(self, key: str, expected: bytes | None, value: bytes | None,
+                               ttl: float) -> bool:
+        return await self._acall(self._kv, kv_sql.compare_and_set, key, expected, value, ttl)
+
+    def set_value(self, key: str, value: bytes, ttl: float) -> None:
+        self._call(self._kv, kv_sql.put, key, value, ttl)
+
+    async def aset_value(self, key: str, value: bytes, ttl: float) -> None:
+        await self._acall(self._kv, kv_sql.put, key, value, ttl)
+
+    def delete_value(self, key: str) -> None:
+        self._call(self._kv, kv_sql.delete, key)
+
+    async def adelete_value(self, key: str) -> None:
+        await self._acall(self._kv, kv_sql.delete, key)
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:
