@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 from typing import TYPE_CHECKING
 
@@ -111,6 +113,22 @@ def result(app_path: str, task_id: str) -> None:
         click.echo(found.error.traceback or f"{found.error.type}: {found.error.message}")
     else:
         click.echo(repr(found.value))
+
+
+@cli.command()
+@APP_OPTION
+@click.option("--after", default=None, help="Resume after this event id ('0': from the oldest).")
+@click.option("--kind", "kinds", multiple=True,
+              help="Only these kinds (task-failed, worker-*, ...); repeatable, globs allowed.")
+@click.option("--count", type=int, default=None, help="Stop after this many events.")
+@click.option("--json", "as_json", is_flag=True, help="One JSON object per line.")
+def events(app_path: str, after: str | None, kinds: tuple[str, ...], count: int | None,
+           as_json: bool) -> None:
+    """Follow task and worker events live (Ctrl-C to stop)."""
+    from .eventview import follow
+
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(follow(_load(app_path), after, kinds, count, as_json))
 
 
 @cli.group()
