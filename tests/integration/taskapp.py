@@ -74,3 +74,21 @@ def overrun() -> None:
 @app.task(time_limit=0.5)
 async def async_overrun() -> None:
     await asyncio.sleep(30)
+
+
+@app.task(bind=True)
+def huge(self: Task[Any, Any]) -> int:
+    _trace("runs", self.request.id)
+    return 2**70  # more than JSON carries
+
+
+@app.task(bind=True, delivery_limit=2)
+def crashes_its_process(self: Task[Any, Any]) -> None:
+    _trace("runs", f"{self.request.id} {self.request.attempt}")
+    os._exit(3)
+
+
+@app.task(track_started=False)
+def untracked(seconds: float) -> str:
+    time.sleep(seconds)
+    return "done"

@@ -80,3 +80,44 @@ def test_priority_bounds() -> None:
 def test_final_states() -> None:
     assert {s for s in State if s.final} == {State.SUCCESS, State.FAILURE, State.REVOKED,
                                              State.EXPIRED}
+
+
+def test_unknown_task_option_names_it_and_lists_the_valid_ones() -> None:
+    from conveyor import ConfigurationError, Conveyor
+
+    app = Conveyor("t", broker="memory://")
+    hint = r"'retyr_backoff' \(did you mean 'retry_backoff'"
+    with pytest.raises(ConfigurationError, match=hint) as caught:
+        app.task(retyr_backoff=True)(lambda: None)  # type: ignore[call-overload]
+    assert "valid options:" in str(caught.value) and "time_limit" in str(caught.value)
+
+
+def test_celery_retry_kwargs_are_accepted() -> None:
+    from conveyor import ConfigurationError, Conveyor
+
+    app = Conveyor("t", broker="memory://")
+
+    @app.task(autoretry_for=(OSError,), retry_kwargs={"max_retries": 2, "countdown": 7})
+    def fetch() -> None: ...
+
+    assert fetch.options.max_retries == 2
+    assert fetch.options.retry_countdown(OSError(), 1) == 7.0
+    assert fetch.options.retry_countdown(OSError(), 2) is None
+    with pytest.raises(ConfigurationError, match="retry_kwargs takes max_retries and countdown"):
+        app.task(retry_kwargs={"max_retry": 1})(lambda: None)  # type: ignore[call-overload]
+
+
+def test_unencodable_arguments_name_the_task_and_argument() -> None:
+    from conveyor import Conveyor, SerializationError
+
+    for serializer in ("json", "msgpack"):
+        app = Conveyor("t", broker="memory://", serializer=serializer)
+
+        @app.task
+        def add(x: int, y: int = 0) -> int:
+            return x + y
+
+        with pytest.raises(SerializationError, match=r"add: argument args\[0\]: integer"):
+            add.delay(2**70)
+        with pytest.raises(SerializationError, match=r"keyword argument kwargs\['y'\]"):
+            add.delay(1, y=-(2**64))

@@ -11,7 +11,8 @@ share one server. Passwords never appear in :attr:`RedisStore.url`, reprs or err
 
 Layout and atomicity (see :mod:`conveyor.brokers.redis_scripts` for the keys): every operation
 that changes a queue is one Lua script over that queue's keys, which share the hash tag
-``{prefix:queue}``. A script touches one hash slot only, so the layout also fits Redis Cluster;
+``{prefix:queue}``. A script touches one hash slot only, so the layout is ready for Redis Cluster
+(no cluster client yet: see docs/stores.md);
 a consumer of several queues claims in two steps (peek at every queue, then claim from the chosen
 ones) because no script may span queues. A claim moves ids from the ready set to the leased set
 in the same script that returns their bodies, so a consumer dying right after the claim leaves

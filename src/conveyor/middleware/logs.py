@@ -13,8 +13,9 @@ log = logging.getLogger("conveyor.worker")
 
 class TaskLog(Middleware):
     async def after_settle(self, job: Job, verdict: Verdict) -> None:
-        if not log.isEnabledFor(logging.INFO):
-            return
+        quiet = verdict.state is State.SUCCESS or verdict.error is None
+        if quiet and verdict.action is Action.ACK and not log.isEnabledFor(logging.INFO):
+            return  # the common case at level warning: nothing to format
         runtime = job.app.clock.monotonic() - job.started if job.started else 0.0
         head = f"{job.name}[{job.id}]"
         error = verdict.error

@@ -10,7 +10,7 @@ from __future__ import annotations
 from ..brokers import ResultWrite
 from ..outcome import Outcome
 from ..states import State
-from .base import Job, Middleware, Verdict
+from .base import Action, Job, Middleware, Verdict
 
 
 class Results(Middleware):
@@ -37,10 +37,22 @@ class Results(Middleware):
         if verdict.state is None or (_ignored(job) and verdict.state is not State.EXPIRED):
             return verdict
         write = _write(job, verdict.state, verdict)
+        if write.record.state != verdict.state:  # the value could not be encoded
+            verdict = _unencodable(job, verdict, write)
         if job.app.shared_store:
             return verdict.replace(result=write)
         await job.app.backend.astore(write.task_id, write.record, write.ttl)
         return verdict
+
+
+def _unencodable(job: Job, verdict: Verdict, write: ResultWrite) -> Verdict:
+    """A success whose value cannot be stored is a failure (never retried: it would fail the
+    same way), dead-lettered as the app says, with the error the record holds."""
+    error = Outcome.decode(job.app.codec, write.record).error
+    if job.app.conf.dead_letter_failures and error is not None:
+        return Verdict(Action.DEAD_LETTER, State.FAILURE, error=error,
+                       reason=f"result not encodable: {error.message}", result=verdict.result)
+    return Verdict(Action.ACK, State.FAILURE, error=error, result=verdict.result)
 
 
 def _tracks_started(job: Job) -> bool:
