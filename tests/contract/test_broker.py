@@ -223,9 +223,7 @@ async def test_frozen_consumer_loses_its_delivery_within_the_lease(store: Any) -
     needs(store, PullBroker, "leases")
     store.publish([env()])
     with Frozen() as zombie:
-        zombie_consumer = zombie.run(_consume(store, 0.5))
-        stale = zombie.run(take(zombie_consumer))
-        zombie.freeze(2.0)  # its renewals stop, as in a process stopped by SIGSTOP
+        zombie_consumer, stale = zombie.hold_then_freeze(store, 0.5, 2.0)
         consumer = store.consume(["q"], prefetch=1, lease=30)
         got = await take(consumer, timeout=3.0)
         assert got.envelope.id == stale.envelope.id
@@ -254,9 +252,7 @@ async def test_zombie_renewal_reports_lost_and_cannot_retry(store: Any) -> None:
     needs(store, PullBroker, "leases")
     store.publish([env()])
     with Frozen() as zombie:
-        zombie_consumer = zombie.run(_consume(store, 0.3))
-        stale = zombie.run(take(zombie_consumer))
-        zombie.freeze(1.0)
+        zombie_consumer, stale = zombie.hold_then_freeze(store, 0.3, 1.0)
         consumer = store.consume(["q"], prefetch=1, lease=30)
         taken = await take(consumer, timeout=3.0)
         zombie.run(asyncio.sleep(0.5))  # thawed: its next renewal finds the lease gone
@@ -295,6 +291,15 @@ class Frozen:
 
     def freeze(self, seconds: float) -> None:
         self.loop.call_soon_threadsafe(time.sleep, seconds)
+
+    def hold_then_freeze(self, store: Any, lease: float,
+                         seconds: float) -> tuple[Consumer, Delivery]:
+        """Take the next message with a ``lease``-second consumer on this loop, then freeze
+        the loop: its renewals stop, as in a process stopped by SIGSTOP."""
+        consumer = self.run(_consume(store, lease))
+        delivery = self.run(take(consumer))
+        self.freeze(seconds)
+        return consumer, delivery
 
     def __exit__(self, *_: object) -> None:
         self.run(_cancel_others())
@@ -398,9 +403,7 @@ async def test_deliveries_count_a_consumer_that_died(store: Any) -> None:
     needs(store, PullBroker, "leases")
     store.publish([env()])
     with Frozen() as zombie:
-        zombie_consumer = zombie.run(_consume(store, 0.3))
-        stale = zombie.run(take(zombie_consumer))
-        zombie.freeze(1.0)
+        zombie_consumer, stale = zombie.hold_then_freeze(store, 0.3, 1.0)
         consumer = store.consume(["q"], prefetch=1, lease=30)
         taken = await take(consumer, timeout=3.0)
         assert (stale.deliveries, taken.deliveries) == (1, 2)
