@@ -57,6 +57,7 @@ LIBS: dict[str, tuple[tuple[str, ...], str]] = {
     "conveyor-async": (("sqlite", "redis"), ".venv-bench"),
     "conveyor-noresult": (("sqlite", "redis"), ".venv-bench"),
     "conveyor-prefetch": (("sqlite", "redis"), ".venv-bench"),
+    "conveyor-noevents": (("sqlite", "redis"), ".venv-bench"),
 }
 DEFAULT_LIBS = ("conveyor", "huey", "celery", "dramatiq", "arq", "rq", "taskiq")
 SCENARIOS = ("single", "bulk", "e2e", "idle")
@@ -326,7 +327,8 @@ def main() -> None:
     parser.add_argument("--only", choices=("sqlite", "redis"), help="one broker only")
     parser.add_argument("--libs", default=",".join(DEFAULT_LIBS),
                         help="comma-separated libraries (default: all peers; the variants"
-                             " conveyor-async, conveyor-noresult and conveyor-prefetch only"
+                             " conveyor-async, conveyor-noresult, conveyor-prefetch and"
+                             " conveyor-noevents only"
                              " when named)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help="comma-separated scenarios: single,bulk,e2e,idle")

@@ -10,6 +10,7 @@ LIBS: dict[str, tuple[str, tuple[str, ...]]] = {
     "conveyor-async": ("bench.libs.conveyor_lib", ("sqlite", "redis")),
     "conveyor-noresult": ("bench.libs.conveyor_lib", ("sqlite", "redis")),
     "conveyor-prefetch": ("bench.libs.conveyor_lib", ("sqlite", "redis")),
+    "conveyor-noevents": ("bench.libs.conveyor_lib", ("sqlite", "redis")),
     "conveyor": ("bench.libs.conveyor_lib", ("sqlite", "redis")),
     "huey": ("bench.libs.huey_lib", ("sqlite", "redis")),
     "celery": ("bench.libs.celery_lib", ("redis",)),
@@ -21,4 +22,4 @@ LIBS: dict[str, tuple[str, tuple[str, ...]]] = {
 
 #: name -> BENCH_VARIANT for the variants above
 VARIANTS = {"conveyor-async": "async", "conveyor-noresult": "noresult",
-            "conveyor-prefetch": "prefetch"}
+            "conveyor-prefetch": "prefetch", "conveyor-noevents": "noevents"}

@@ -5,7 +5,8 @@ Variants (``BENCH_VARIANT``), for finding where the time goes: ``async`` makes t
 ``async def`` (they run on the worker's event loop instead of a thread), ``noresult`` sets
 ``ignore_result=True`` (no result records; still acked after the task), ``prefetch`` runs the
 workers with ``--prefetch 16`` (each process holds up to 16 messages, saving a claim round trip
-per task)."""
+per task), ``noevents`` turns task and worker events off (``events=False``), to measure what
+they cost."""
 
 from __future__ import annotations
 
@@ -27,7 +28,8 @@ def broker_url() -> str:
 
 
 VARIANT = os.environ.get("BENCH_VARIANT", "")
-app = Conveyor("bench", broker=broker_url(), default_queue=common.QUEUE)
+app = Conveyor("bench", broker=broker_url(), default_queue=common.QUEUE,
+               events=VARIANT != "noevents")
 no_result = VARIANT == "noresult"
 
 if VARIANT == "async":
