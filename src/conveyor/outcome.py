@@ -9,7 +9,7 @@ import traceback
 from dataclasses import dataclass, field
 from typing import Any
 
-from .brokers.base import StoredResult
+from .brokers.base import UNTRACKED_START, StoredResult
 from .errors import ConveyorError, SerializationError, TaskFailed
 from .serializers import Codec, describe_path
 from .states import State
@@ -114,7 +114,7 @@ class Outcome:
 
     @classmethod
     def decode(cls, codec: Codec, record: StoredResult) -> Outcome:
-        if not record.data:  # a bare state marker, such as PENDING written at publish
+        if not record.data or record.data == UNTRACKED_START:  # a bare state marker
             return cls(State(record.state), at=0.0)
         data = codec.serializer.loads(record.data)
         if not isinstance(data, dict):

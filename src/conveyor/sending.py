@@ -12,6 +12,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from .brokers import Envelope, StoredResult
+from .brokers.base import UNTRACKED_START
 from .errors import ConfigurationError, SerializationError
 from .message import Message, new_id
 from .options import TaskOptions
@@ -60,10 +61,10 @@ def publish(app: Conveyor, messages: Sequence[Message], track: bool = True) -> N
     if not track:
         app.broker.publish(envelopes)
     elif app.shared_store:  # one transaction or round trip where the store can
-        app.broker.publish_tracked(envelopes, pending(messages), pending_ttl(app, messages))
+        app.broker.publish_tracked(envelopes, pending(app, messages), pending_ttl(app, messages))
     else:
         app.broker.publish(envelopes)
-        app.backend.store_many(pending(messages), pending_ttl(app, messages))
+        app.backend.store_many(pending(app, messages), pending_ttl(app, messages))
     app.middleware.after_publish(app, messages)
 
 
@@ -73,16 +74,25 @@ async def apublish(app: Conveyor, messages: Sequence[Message], track: bool = Tru
     if not track:
         await app.broker.apublish(envelopes)
     elif app.shared_store:
-        await app.broker.apublish_tracked(envelopes, pending(messages),
+        await app.broker.apublish_tracked(envelopes, pending(app, messages),
                                           pending_ttl(app, messages))
     else:
         await app.broker.apublish(envelopes)
-        await app.backend.astore_many(pending(messages), pending_ttl(app, messages))
+        await app.backend.astore_many(pending(app, messages), pending_ttl(app, messages))
     app.middleware.after_publish(app, messages)
 
 
-def pending(messages: Sequence[Message]) -> list[tuple[str, StoredResult]]:
-    return [(m.id, StoredResult(_PENDING_DATA, State.PENDING, 0, False)) for m in messages]
+def pending(app: Conveyor, messages: Sequence[Message]) -> list[tuple[str, StoredResult]]:
+    """PENDING records; a task that keeps no STARTED state is marked so, for brokers that
+    record starts themselves."""
+    return [(m.id, StoredResult(_PENDING_DATA if _tracks_start(app, m) else UNTRACKED_START,
+                                State.PENDING, 0, False)) for m in messages]
+
+
+def _tracks_start(app: Conveyor, message: Message) -> bool:
+    task = app.tasks.get(message.task)
+    own = task.options.track_started if task is not None else None
+    return bool(app.conf.track_started if own is None else own)
 
 
 def pending_ttl(app: Conveyor, messages: Sequence[Message]) -> float:

@@ -410,3 +410,55 @@ async def test_deliveries_count_a_consumer_that_died(store: Any) -> None:
         await taken.ack()
         await consumer.close()
         zombie.run(zombie_consumer.close())
+
+
+async def test_record_started_marks_tracked_tasks_in_the_claim(store: Any) -> None:
+    from conveyor.brokers import StoredResult
+    from conveyor.brokers.base import UNTRACKED_START
+
+    needs(store, ResultBackend, "results")
+    tracked, untracked, done, bare = env(), env(), env(), env()
+    store.publish_tracked([tracked, untracked, done], [
+        (tracked.id, StoredResult(b"", "PENDING", 0, False)),
+        (untracked.id, StoredResult(UNTRACKED_START, "PENDING", 0, False)),
+        (done.id, StoredResult(b"x", "REVOKED", 2**40, True))], 60)
+    store.publish([bare])
+    consumer = store.consume(["q"], prefetch=4, lease=30, record_started=True)
+    got = {d.envelope.id: d for d in [await take(consumer) for _ in range(4)]}
+    if all(d.record is None for d in got.values()):
+        pytest.skip(f"{type(store).__name__} leaves STARTED to the worker")
+    assert got[tracked.id].record == "STARTED"
+    record = store.get(tracked.id)
+    assert (record.state, record.attempt, record.final) == ("STARTED", got[tracked.id].attempt,
+                                                            False)
+    assert got[untracked.id].record == "PENDING" and store.get(untracked.id).state == "PENDING"
+    assert got[done.id].record == "REVOKED"
+    assert got[bare.id].record == "" and store.get(bare.id) is None
+    for delivery in got.values():
+        await delivery.ack()
+    await consumer.close()
+
+
+async def test_settles_given_while_the_consumer_waits_ride_with_its_next_claim(
+    store: Any
+) -> None:
+    sent = [env(body=str(i).encode()) for i in range(30)]
+    store.publish(sent)
+    consumer = store.consume(["q"], prefetch=3, lease=30)
+    seen: list[str] = []
+
+    async def work(delivery: Delivery) -> None:
+        seen.append(delivery.envelope.id)
+        await delivery.ack()
+
+    running: list[asyncio.Task[None]] = []
+    for _ in range(30):
+        delivery = await take(consumer)
+        running.append(asyncio.ensure_future(work(delivery)))
+    await asyncio.gather(*running)
+    assert sorted(seen) == sorted(e.id for e in sent)
+    assert await nothing_within(consumer, 0.3)
+    await consumer.close()
+    if isinstance(store, QueueAdmin):
+        stats = store.stats("q")
+        assert (stats.ready, stats.in_flight) == (0, 0)

@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..clock import SYSTEM, Clock
-from ..errors import BrokerError, ConfigurationError
+from ..errors import BrokerError, ConfigurationError, LeaseLost
 from ..events import Event, Retention
 
 log = logging.getLogger("conveyor.broker")
@@ -62,6 +62,35 @@ class Claim:
     attempt: int
     token: str
     deliveries: int = 1
+    record: str | None = None  # see Delivery.record
+
+
+#: The data of a PENDING record whose task keeps no STARTED state (``track_started`` off): a
+#: broker that records starts while handing messages out leaves such a record alone.
+UNTRACKED_START = b"-"
+
+
+@dataclass(frozen=True, slots=True)
+class Settle:
+    """One settle of a claim, as a value, so a store can run several (and the next claim) in
+    one round trip or transaction. ``kind`` is ack, retry, dead or release."""
+
+    kind: str
+    claim: Claim
+    result: ResultWrite | None = None
+    delay: float = 0.0
+    body: bytes | None = None
+    reason: str = ""
+
+
+@dataclass(slots=True)
+class ClaimBatch:
+    """What :meth:`PullBroker._claim_batch` did: the claims, when more may be due, and for
+    each settle it ran None (done) or the error it met (LeaseLost)."""
+
+    claims: list[Claim]
+    next_at: float | None
+    settled: list[BaseException | None]
 
 
 @dataclass(frozen=True, slots=True)
@@ -111,6 +140,12 @@ class Delivery(ABC):
     #: this delivery included; a graceful give-back does not count. Deliveries that never
     #: settled (the consumer died) are what the delivery limit counts.
     deliveries: int
+    #: The task's result record as the broker left it when handing the message out, for a
+    #: consumer started with ``record_started``: "STARTED" (the broker recorded the start, in
+    #: the same step as the claim), a final state (the task already ended: skip it), "" (no
+    #: record: nothing to track), or another state it left alone. None: the broker did not
+    #: look, and the worker records the start itself.
+    record: str | None = None
 
     @abstractmethod
     async def ack(self, result: ResultWrite | None = None) -> None:
@@ -154,6 +189,11 @@ class Consumer(ABC):
         """Stop consuming: a blocked ``__anext__`` ends promptly and unstarted deliveries are
         given back. Deliveries already handed out stay with their holder to settle."""
 
+    def resize(self, prefetch: int) -> None:
+        """Hold at most ``prefetch`` deliveries from now on (consumers that cannot change it
+        keep theirs)."""
+        return None
+
 
 class Broker(ABC):
     """The core every broker meets: publish, consume deliveries under a prefetch bound, settle
@@ -191,11 +231,15 @@ class Broker(ABC):
         await _as_backend(self).astore_many(records, ttl)
 
     @abstractmethod
-    def consume(self, queues: Sequence[str], *, prefetch: int, lease: float) -> Consumer:
+    def consume(self, queues: Sequence[str], *, prefetch: int, lease: float,
+                record_started: bool = False) -> Consumer:
         """Start consuming ``queues`` (earlier queues first within the same priority).
 
         ``lease`` is how long a silent consumer keeps its deliveries, for brokers with leases;
-        others hand deliveries back when the consumer's connection ends."""
+        others hand deliveries back when the consumer's connection ends. With
+        ``record_started`` a broker that is also the result backend may record each task's
+        STARTED state in the same step as handing it out (see :attr:`Delivery.record`); others
+        ignore it."""
 
     @abstractmethod
     def close(self) -> None:
@@ -459,8 +503,43 @@ class PullBroker(Broker):
     async def _renew(self, claims: Sequence[Claim], lease: float) -> set[str]:
         """Extend the leases of ``claims``; return the tokens whose lease was already lost."""
 
-    def consume(self, queues: Sequence[str], *, prefetch: int, lease: float) -> Consumer:
-        return PullConsumer(self, list(queues), prefetch=prefetch, lease=lease)
+    def consume(self, queues: Sequence[str], *, prefetch: int, lease: float,
+                record_started: bool = False) -> Consumer:
+        return PullConsumer(self, list(queues), prefetch=prefetch, lease=lease,
+                            record_started=record_started)
+
+    async def _settle_one(self, settle: Settle) -> None:
+        """Run one settle through the primitives below (LeaseLost when fenced out)."""
+        claim, result = settle.claim, settle.result
+        if settle.kind == "ack":
+            await (self._settle_ack(claim) if result is None
+                   else self._settle_ack_storing(claim, result))
+        elif settle.kind == "retry":
+            await (self._settle_retry(claim, settle.delay, settle.body) if result is None
+                   else self._settle_retry_storing(claim, settle.delay, settle.body, result))
+        elif settle.kind == "dead":
+            await (self._settle_dead(claim, settle.reason) if result is None
+                   else self._settle_dead_storing(claim, settle.reason, result))
+        else:
+            await self._settle_release(claim)
+
+    async def _claim_batch(self, queues: Sequence[str], limit: int, lease: float, *,
+                           settles: Sequence[Settle] = (),
+                           record_started: bool = False) -> ClaimBatch:
+        """Run ``settles``, then claim up to ``limit``: the consumer's whole step after a task.
+
+        Stores override it to do all of it in one round trip or transaction, recording STARTED
+        for the claimed tasks too when ``record_started`` (this default does not look:
+        ``Claim.record`` stays None)."""
+        settled: list[BaseException | None] = []
+        for settle in settles:
+            try:
+                await self._settle_one(settle)
+                settled.append(None)
+            except LeaseLost as exc:
+                settled.append(exc)
+        claims, next_at = await self._claim(queues, limit, lease) if limit else ([], None)
+        return ClaimBatch(claims, next_at, settled)
 
     # Settles that carry a result. These defaults store first, then settle (two steps, the
     # result fenced by attempt only); stores that can, override them with one atomic step.
@@ -490,12 +569,14 @@ async def _store(store: object, result: ResultWrite) -> None:
 
 
 class LeasedDelivery(Delivery):
-    """A delivery from a :class:`PullBroker`; settles through the broker's fenced primitives."""
+    """A delivery from a :class:`PullBroker`; settles through the broker's fenced primitives,
+    handed to its consumer, which may run them together with its next claim."""
 
     def __init__(self, consumer: PullConsumer, claim: Claim) -> None:
         self.envelope = claim.envelope
         self.attempt = claim.attempt
         self.deliveries = claim.deliveries
+        self.record = claim.record
         self.claim = claim
         self._consumer = consumer
         self._settled = False
@@ -506,60 +587,63 @@ class LeasedDelivery(Delivery):
         return self._lost
 
     async def ack(self, result: ResultWrite | None = None) -> None:
-        broker = self._consumer.broker
-        await self._settle(broker._settle_ack(self.claim) if result is None
-                           else broker._settle_ack_storing(self.claim, result))
+        await self._settle(Settle("ack", self.claim, result))
 
     async def retry(self, delay: float, body: bytes | None = None,
                     result: ResultWrite | None = None) -> None:
-        broker = self._consumer.broker
-        await self._settle(broker._settle_retry(self.claim, delay, body) if result is None
-                           else broker._settle_retry_storing(self.claim, delay, body, result))
+        await self._settle(Settle("retry", self.claim, result, delay=delay, body=body))
 
     async def dead_letter(self, reason: str, result: ResultWrite | None = None) -> None:
-        broker = self._consumer.broker
-        await self._settle(broker._settle_dead(self.claim, reason) if result is None
-                           else broker._settle_dead_storing(self.claim, reason, result))
+        await self._settle(Settle("dead", self.claim, result, reason=reason))
 
     async def release(self) -> None:
-        await self._settle(self._consumer.broker._settle_release(self.claim))
+        await self._settle(Settle("release", self.claim))
 
-    async def _settle(self, op: Coroutine[Any, Any, None]) -> None:
+    async def _settle(self, settle: Settle) -> None:
         if self._settled:
-            op.close()
             return
         self._settled = True
-        try:
-            await op
-        finally:
-            self._consumer._forget(self)
+        await self._consumer.submit(settle)
 
     def mark_lost(self) -> None:
         self._lost = True
 
     def abandon(self) -> None:
         self._settled = True
-        self._consumer._forget(self)
+        self._consumer._forget(self.claim.token)
 
 
 class PullConsumer(Consumer):
     """The consumer loop shared by pull stores: claim while under the prefetch bound, wait for a
-    wake-up or the next due time otherwise, and renew held leases every third of the lease."""
+    wake-up or the next due time otherwise, and renew held leases every third of the lease.
+
+    A settle submitted while the loop waits for a free prefetch slot rides with the claim that
+    the freed slot starts: one round trip (one transaction) per task instead of two. Other
+    settles go out at once on their own.
+    """
 
     max_idle = 1.0
+    #: Longest a settle waits for the next claim to carry it.
+    RIDE_FOR = 0.02
 
-    def __init__(self, broker: PullBroker, queues: list[str], *, prefetch: int, lease: float):
+    def __init__(self, broker: PullBroker, queues: list[str], *, prefetch: int, lease: float,
+                 record_started: bool = False, defer_settles: bool = False):
         if prefetch < 1:
             raise ValueError("prefetch must be at least 1")
         self.broker = broker
         self.queues = queues
         self.prefetch = prefetch
         self.lease = lease
+        self.record_started = record_started
+        self.defer_settles = defer_settles
         self._held: dict[str, LeasedDelivery] = {}
         self._ready: collections.deque[LeasedDelivery] = collections.deque()
-        self._slot = asyncio.Event()
+        self._riding: list[tuple[Settle, asyncio.Future[None]]] = []
+        self._waiting_slot = False
+        self._slot_waiter: asyncio.Future[None] | None = None
         self._closed = asyncio.Event()
         self._renewer: asyncio.Task[None] | None = None
+        self._background: set[asyncio.Future[None]] = set()
 
     async def __anext__(self) -> Delivery:
         while not self._closed.is_set():
@@ -567,25 +651,118 @@ class PullConsumer(Consumer):
                 return self._ready.popleft()
             free = self.prefetch - len(self._held)
             if free <= 0:
-                self._slot.clear()
-                await self._until(self._slot.wait(), None)
+                await self._wait_for_slot()
                 continue
             await self._fill(free)
+        await self._flush_riding()
         raise StopAsyncIteration
+
+    async def _wait_for_slot(self) -> None:
+        """Sleep until a held delivery is settled (or abandoned) or the consumer closes: on a
+        plain future, as this runs once per task."""
+        self._slot_waiter = asyncio.get_running_loop().create_future()
+        self._waiting_slot = True
+        try:
+            await self._slot_waiter
+        finally:
+            self._waiting_slot = False
+            self._slot_waiter = None
+
+    def submit(self, settle: Settle) -> Awaitable[None]:
+        """Settle a held delivery, resolving once the store has done it.
+
+        It rides with the next claim when one is near: the loop waits for a slot (this settle
+        frees it), or, for a consumer made with ``defer_settles``, prefetched deliveries are
+        still to start (their claim comes when they are done; ``RIDE_FOR`` seconds at most).
+        Otherwise it goes out now, taking any settles that were waiting with it: a group
+        commit either way. Only a caller that does not wait for its settle before asking for
+        the next delivery (a worker) should defer settles.
+        """
+        self._forget(settle.claim.token)
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._riding.append((settle, future))
+        near = self._waiting_slot or (self.defer_settles and bool(self._ready))
+        if self._closed.is_set() or not near:
+            self._spawn(self._flush_riding())
+        elif len(self._riding) == 1:
+            asyncio.get_running_loop().call_later(self.RIDE_FOR, self._flush_stale, settle)
+        return future
+
+    def resize(self, prefetch: int) -> None:
+        """A new prefetch bound; prefetched deliveries beyond it go back at once."""
+        self.prefetch = max(1, prefetch)
+        while len(self._held) > self.prefetch and self._ready:
+            self._spawn(self._ready.pop().release())
+
+    def _flush_stale(self, first: Settle) -> None:
+        if self._riding and self._riding[0][0] is first:
+            self._spawn(self._flush_riding())
+
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._background.add(task)
+        task.add_done_callback(self._background.discard)
 
     async def _fill(self, free: int) -> None:
         self._start_renewer()
-        claims, next_at = await self.broker._claim(self.queues, free, self.lease)
-        if claims and os.environ.get(CRASH_AFTER_CLAIM_ENV):
+        riding, self._riding = self._riding, []
+        batch = await self._claim_with(riding, free)
+        if batch.claims and os.environ.get(CRASH_AFTER_CLAIM_ENV):
             os._exit(99)
-        for claim in claims:
+        for claim in batch.claims:
             delivery = LeasedDelivery(self, claim)
             self._held[claim.token] = delivery
             self._ready.append(delivery)
-        if not claims:
-            timeout = self.max_idle if next_at is None else next_at - self.broker.clock.time()
+        if not batch.claims and not riding:
+            now = self.broker.clock.time()
+            timeout = self.max_idle if batch.next_at is None else batch.next_at - now
             timeout = min(max(timeout, 0.0), self.max_idle)
             await self._until(self.broker._wait(self.queues, timeout), None)
+
+    async def _claim_with(self, riding: list[tuple[Settle, asyncio.Future[None]]],
+                          free: int) -> ClaimBatch:
+        """One claim carrying the riding settles; their waiters learn how each went. Shielded:
+        if the consumer is cancelled meanwhile, the step still completes and what it claimed
+        is given back."""
+        step = self.broker._claim_batch(self.queues, free, self.lease,
+                                        settles=[s for s, _ in riding],
+                                        record_started=self.record_started)
+        job: asyncio.Future[ClaimBatch] = asyncio.ensure_future(step)
+        try:
+            batch = await asyncio.shield(job)
+        except asyncio.CancelledError:
+            job.add_done_callback(lambda done: self._orphaned(done, riding))
+            raise
+        except BaseException as exc:
+            _resolve(riding, [exc] * len(riding))
+            raise
+        _resolve(riding, batch.settled)
+        return batch
+
+    def _orphaned(self, job: asyncio.Future[ClaimBatch],
+                  riding: list[tuple[Settle, asyncio.Future[None]]]) -> None:
+        if job.cancelled() or job.exception() is not None:
+            _resolve(riding, [job.exception() or asyncio.CancelledError()] * len(riding))
+            return
+        batch = job.result()
+        _resolve(riding, batch.settled)
+        for claim in batch.claims:  # nobody will see these: give them back
+            self._spawn(self.broker._settle_one(Settle("release", claim)))
+
+    async def _flush_riding(self) -> None:
+        """Send the waiting settles now, together, without a claim."""
+        riding, self._riding = self._riding, []
+        if not riding:
+            return
+        try:
+            batch = await self.broker._claim_batch(self.queues, 0, self.lease,
+                                                   settles=[s for s, _ in riding])
+        except BaseException as exc:
+            _resolve(riding, [exc] * len(riding))
+            if not isinstance(exc, Exception):
+                raise
+        else:
+            _resolve(riding, batch.settled)
 
     async def _until(self, awaitable: Awaitable[Any], timeout: float | None) -> None:
         """Await ``awaitable`` but return as soon as the consumer is closed."""
@@ -599,9 +776,14 @@ class PullConsumer(Consumer):
         if waiter in done:
             waiter.result()
 
-    def _forget(self, delivery: LeasedDelivery) -> None:
-        self._held.pop(delivery.claim.token, None)
-        self._slot.set()
+    def _forget(self, token: str) -> None:
+        self._held.pop(token, None)
+        self._wake_slot()
+
+    def _wake_slot(self) -> None:
+        waiter = self._slot_waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def _start_renewer(self) -> None:
         if self._renewer is None:
@@ -624,6 +806,8 @@ class PullConsumer(Consumer):
 
     async def close(self) -> None:
         self._closed.set()
+        self._wake_slot()
+        await self._flush_riding()
         while self._ready:
             delivery = self._ready.popleft()
             try:
@@ -637,3 +821,14 @@ class PullConsumer(Consumer):
         if self._renewer is not None:
             self._renewer.cancel()
             self._renewer = None
+
+
+def _resolve(riding: Sequence[tuple[Settle, asyncio.Future[None]]],
+             outcomes: Sequence[BaseException | None]) -> None:
+    for (_, future), outcome in zip(riding, outcomes, strict=True):
+        if future.done():
+            continue
+        if outcome is None:
+            future.set_result(None)
+        else:
+            future.set_exception(outcome)

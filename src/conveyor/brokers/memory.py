@@ -21,7 +21,9 @@ from ..clock import SYSTEM, Clock, Deadline
 from ..errors import LeaseLost
 from ..events import WORKER_KINDS, WORKER_OFFLINE, Event, Retention
 from .base import (
+    UNTRACKED_START,
     Claim,
+    ClaimBatch,
     Coordination,
     DeadLetter,
     DeadLetterAdmin,
@@ -31,6 +33,7 @@ from .base import (
     QueueAdmin,
     QueueStats,
     ResultBackend,
+    Settle,
     StoredResult,
 )
 
@@ -105,6 +108,25 @@ class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventL
             claims = [self._hand_out(e, now + lease) for e in due[:limit]]
             later = [self._due_at(e) for e in live if not self._due(e, now)]
         return claims, min(later, default=None)
+
+    async def _claim_batch(self, queues: Sequence[str], limit: int, lease: float, *,
+                           settles: Sequence[Settle] = (),
+                           record_started: bool = False) -> ClaimBatch:
+        batch = await super()._claim_batch(queues, limit, lease, settles=settles)
+        if record_started:
+            with self._lock:
+                batch.claims = [self._mark_started(c) for c in batch.claims]
+        return batch
+
+    def _mark_started(self, claim: Claim) -> Claim:
+        """The claim with its record's state; a tracked, unfinished record becomes STARTED."""
+        record = self._live_result(claim.envelope.id)
+        if record is None:
+            return replace(claim, record="")
+        if not (record.final or record.data == UNTRACKED_START or record.attempt > claim.attempt):
+            record = StoredResult(b"", "STARTED", claim.attempt, False)
+            self._results[claim.envelope.id] = (record, self._results[claim.envelope.id][1])
+        return replace(claim, record=record.state)
 
     @staticmethod
     def _due(entry: _Entry, now: float) -> bool:

@@ -88,6 +88,7 @@ from . import redis_kv as kv
 from . import redis_scripts as lua
 from .base import (
     Claim,
+    ClaimBatch,
     Coordination,
     DeadLetter,
     DeadLetterAdmin,
@@ -98,12 +99,15 @@ from .base import (
     QueueStats,
     ResultBackend,
     ResultWrite,
+    Settle,
     StoredResult,
 )
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+A = TypeVar("A")
+B = TypeVar("B")
 
 #: Policies under which Redis never evicts a key without a TTL (queue keys have none).
 SAFE_EVICTION_POLICIES = frozenset({
@@ -272,6 +276,13 @@ class _Op(Generic[T]):
     parse: Callable[[list[Any]], T]
 
 
+def _both(first: _Op[A], second: _Op[B]) -> _Op[tuple[A, B]]:
+    """Two operations in one round trip, in that order."""
+    split = len(first.calls)
+    return _Op(first.calls + second.calls,
+               lambda replies: (first.parse(replies[:split]), second.parse(replies[split:])))
+
+
 def _script(script: lua.Script, keys: Sequence[str | bytes], args: Iterable[Any]) -> _Call:
     return _Call(("EVALSHA", script.sha, len(keys), *keys, *args), script)
 
@@ -313,13 +324,13 @@ def _envelope(queue: str, msg_id: bytes, body: bytes, meta: bytes) -> Envelope:
 _Batch = tuple[list[tuple[float, Claim]], float | None]
 
 
-def _parse_claims(queue: str, reply: list[Any]) -> _Batch:
+def _parse_claims(queue: str, reply: list[Any], looked: bool) -> _Batch:
     due, flat = reply
     claims = []
-    for i in range(0, len(flat), 7):
-        msg_id, body, meta, attempt, token, score, deliveries = flat[i:i + 7]
+    for i in range(0, len(flat), 8):
+        msg_id, body, meta, attempt, token, score, deliveries, record = flat[i:i + 8]
         claim = Claim(_envelope(queue, msg_id, body, meta), int(attempt), token.decode(),
-                      int(deliveries))
+                      int(deliveries), record.decode() if looked else None)
         claims.append((float(score), claim))
     return claims, _time(due)
 
@@ -410,19 +421,54 @@ class _Plans:
             calls.append(_Call(("SADD", lua.registry_key(self.prefix), *new)))
         return _Op(calls, lambda _: self.registered.update(new))
 
-    def claim(self, wanted: dict[str, int], lease: float) -> _Op[list[_Batch]]:
-        """Claim ``wanted[queue]`` messages from each queue, each call with a fresh token."""
+    def claim(self, wanted: dict[str, int], lease: float,
+              record_started: bool = False) -> _Op[list[_Batch]]:
+        """Claim ``wanted[queue]`` messages from each queue, each call with a fresh token; with
+        ``record_started``, record the claimed tasks' STARTED states in the same scripts."""
         queues = list(wanted)
+        results = lua.result_key(self.prefix, "") if record_started else ""
         calls = [
             self._queue(lua.CLAIM, q, [min(n, lua.MAX_CLAIM), repr(lease),
-                                       secrets.token_hex(8) + "."])
+                                       secrets.token_hex(8) + ".", results])
             for q, n in wanted.items()
         ]
 
         def parse(replies: list[Any]) -> list[_Batch]:
-            return [_parse_claims(q, r) for q, r in zip(queues, replies, strict=True)]
+            return [_parse_claims(q, r, record_started)
+                    for q, r in zip(queues, replies, strict=True)]
 
         return _Op(calls, parse)
+
+    def settles(self, settles: Sequence[Settle]) -> _Op[list[BaseException | None]]:
+        """Many settles in one round trip; how each went (None, or its LeaseLost)."""
+        ops = [self._settle_op(s) for s in settles]
+
+        def parse(replies: list[Any]) -> list[BaseException | None]:
+            out: list[BaseException | None] = []
+            start = 0
+            for op in ops:
+                part, start = replies[start:start + len(op.calls)], start + len(op.calls)
+                try:
+                    op.parse(part)
+                    out.append(None)
+                except LeaseLost as exc:
+                    out.append(exc)
+            return out
+
+        return _Op([c for op in ops for c in op.calls], parse)
+
+    def _settle_op(self, settle: Settle) -> _Op[None]:
+        claim = settle.claim
+        if settle.kind == "ack":
+            acks = self._acks([claim])
+            op = _Op(acks.calls, lambda replies: _check_status(claim, acks.parse(replies)[0]))
+        elif settle.kind == "retry":
+            op = self.retry(claim, settle.delay, settle.body)
+        elif settle.kind == "dead":
+            op = self.dead(claim, settle.reason)
+        else:
+            op = self.release(claim)
+        return op if settle.result is None else self.storing(settle.result, op)
 
     def peek(self, queues: Sequence[str], limit: int) -> _Op[list[list[Any]]]:
         return _Op([self._queue(lua.PEEK, q, [limit]) for q in queues], lambda replies: replies)
@@ -822,37 +868,51 @@ class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLo
     async def _claim(
         self, queues: Sequence[str], limit: int, lease: float
     ) -> tuple[list[Claim], float | None]:
-        """See :meth:`PullBroker._claim`. While Redis is unreachable this returns no claims and
-        a retry time after a capped exponential backoff, so the consumer loop survives."""
+        batch = await self._claim_batch(queues, limit, lease)
+        return batch.claims, batch.next_at
+
+    async def _claim_batch(self, queues: Sequence[str], limit: int, lease: float, *,
+                           settles: Sequence[Settle] = (),
+                           record_started: bool = False) -> ClaimBatch:
+        """Settles and the claim (with STARTED records) in one round trip: one script call per
+        settle and one per queue claimed from, in a pipeline (two round trips for several
+        queues: peek, then claim). While Redis is unreachable this returns no claims and a
+        retry time after a capped exponential backoff, so the consumer loop survives; the
+        settles then fail with BrokerUnavailable."""
         side = self._side()
         started = self.clock.monotonic()
         for queue in queues:
             side.claimed_at[queue] = started
         try:
-            found = await self._claim_from(list(queues), limit, lease)
+            batch = await self._claim_from(list(queues), limit, lease, settles, record_started)
         except BrokerUnavailable as exc:
-            return [], self.clock.time() + self._outage.failed(exc)
+            retry_at = self.clock.time() + self._outage.failed(exc)
+            return ClaimBatch([], retry_at, [exc] * len(settles))
         self._outage.recovered()
-        return found
+        return batch
 
-    async def _claim_from(
-        self, queues: list[str], limit: int, lease: float
-    ) -> tuple[list[Claim], float | None]:
+    async def _claim_from(self, queues: list[str], limit: int, lease: float,
+                          settles: Sequence[Settle], record_started: bool) -> ClaimBatch:
+        settling = self._plans.settles(settles)
+        if not limit:
+            return ClaimBatch([], None, await self._arun(settling) if settles else [])
         if len(queues) == 1:
-            ((ranked, due),) = await self._arun(self._plans.claim({queues[0]: limit}, lease))
-            return [c for _, c in ranked], due
-        peeks = await self._arun(self._plans.peek(queues, limit))
+            claim = self._plans.claim({queues[0]: limit}, lease, record_started)
+            settled, ((ranked, due),) = await self._arun(_both(settling, claim))
+            return ClaimBatch([c for _, c in ranked], due, settled)
+        settled, peeks = await self._arun(_both(settling, self._plans.peek(queues, limit)))
         due = _earliest(_time(p[0]) for p in peeks)
         wanted = _pick(queues, peeks, limit)
         if not wanted:
-            return [], due
-        batches = await self._arun(self._plans.claim(wanted, lease))
+            return ClaimBatch([], due, settled)
+        batches = await self._arun(self._plans.claim(wanted, lease, record_started))
         order = {q: i for i, q in enumerate(queues)}
         merged = sorted(
             ((int(score) // lua.BAND, order[c.envelope.queue], score), c)
             for claims, _ in batches for score, c in claims
         )
-        return [c for _, c in merged], _earliest([due, *(d for _, d in batches)])
+        return ClaimBatch([c for _, c in merged], _earliest([due, *(d for _, d in batches)]),
+                          settled)
 
     async def _wait(self, queues: Sequence[str], timeout: float) -> None:
         """Sleep until a queue's channel announces a message or ``timeout`` passes.

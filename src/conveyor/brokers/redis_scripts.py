@@ -161,6 +161,20 @@ local function holder(id, token)
   return -1
 end
 
+-- The result record "final|attempt|state|data" of a claimed task: made STARTED (same TTL) when
+-- it is not final, wants a STARTED state (its data is not the untracked marker '-') and is not
+-- from a later attempt. Returns the record's state after that ('' when there is none).
+local function mark_started(key, attempt)
+  local current = redis.call('GET', key)
+  if not current then return '' end
+  local final, att, state, data = string.match(current, '^(%d)|(%-?%d+)|([^|]*)|(.*)$')
+  if final == '1' or data == '-' or tonumber(att) > attempt then return state end
+  local ttl = redis.call('PTTL', key)
+  local record = '0|' .. attempt .. '|STARTED|'
+  if ttl > 0 then redis.call('SET', key, record, 'PX', ttl) else redis.call('SET', key, record) end
+  return 'STARTED'
+end
+
 local function unlease(id)
   redis.call('ZREM', leased, id)
   redis.call('HDEL', tok, id)
@@ -205,8 +219,12 @@ redis.call('PUBLISH', ARGV[1], '')
 return added
 """)
 
-# ARGV: limit, lease seconds, token prefix. Returns {next due, {id, body, meta, attempt, token,
-# ready score, deliveries, ...}}. Due delayed messages and expired leases go back to ready first.
+# ARGV: limit, lease seconds, token prefix, result key prefix ('' : leave results alone).
+# Returns {next due, {id, body, meta, attempt, token, ready score, deliveries, record, ...}}.
+# Due delayed messages and expired leases go back to ready first. With a result key prefix,
+# each claimed task's result record is looked at: a tracked, not final one becomes STARTED
+# (see `mark_started`), and its state comes back, so a worker skips tasks that already ended.
+# That touches keys outside the queue's slot: only on a single server (not Redis Cluster).
 CLAIM = _queue_script("claim", "ready delayed leased body meta att dlv tok", """
 local t = now()
 promote(t)
@@ -230,7 +248,10 @@ if #popped > 0 then
     leases[#leases + 1] = id
     tokens[#tokens + 1] = id
     tokens[#tokens + 1] = token
-    for _, v in ipairs({id, bodies[i], metas[i], attempt, token, scores[i], deliveries}) do
+    local record = ''
+    if ARGV[4] ~= '' then record = mark_started(ARGV[4] .. id, attempt) end
+    for _, v in ipairs({id, bodies[i], metas[i], attempt, token, scores[i], deliveries,
+                        record}) do
       out[#out + 1] = v
     end
   end

@@ -43,13 +43,13 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import json
 import os
 import sqlite3
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, Concatenate, ParamSpec, TypeVar
 from urllib.parse import parse_qsl, unquote, urlsplit
@@ -57,10 +57,13 @@ from urllib.parse import parse_qsl, unquote, urlsplit
 from ..clock import SYSTEM, Clock, Deadline
 from ..errors import BrokerError, BrokerUnavailable, ConfigurationError, LeaseLost
 from ..events import Event, Retention
+from ..handoff import Handoff
 from . import sqlite_events as events_sql
 from . import sqlite_kv as kv_sql
 from .base import (
+    UNTRACKED_START,
     Claim,
+    ClaimBatch,
     Coordination,
     DeadLetter,
     DeadLetterAdmin,
@@ -71,6 +74,7 @@ from .base import (
     QueueStats,
     ResultBackend,
     ResultWrite,
+    Settle,
     StoredResult,
 )
 from .doorbell import AsyncBell, Doorbell, Listener
@@ -405,26 +409,71 @@ def claim_rows(
     conn: sqlite3.Connection, queues: Sequence[str], limit: int, lease: float, *, now: float
 ) -> tuple[list[Claim], float | None]:
     """Make due rows ready, claim up to ``limit`` of them, and find when more may be due."""
+    with lease_bookkeeping(conn), immediate(conn):
+        return claim_in(conn, queues, limit, lease, now=now)
+
+
+def claim_in(
+    conn: sqlite3.Connection, queues: Sequence[str], limit: int, lease: float, *, now: float
+) -> tuple[list[Claim], float | None]:
+    """:func:`claim_rows` inside the caller's write transaction."""
     names = list(dict.fromkeys(queues))
     if not names or limit < 1:
         return [], None
     rank = {q: i for i, q in enumerate(names)}
     n = len(names)
-    with lease_bookkeeping(conn), immediate(conn):
-        conn.execute(
-            f"UPDATE messages SET state = 0 WHERE state = 1 AND queue IN ({_marks(n)})"
-            " AND eta <= ?", (*names, now))
-        conn.execute(
-            f"UPDATE messages SET state = 0 WHERE state = 2 AND queue IN ({_marks(n)})"
-            " AND lease_until <= ?", (*names, now))
-        params: list[object] = [now + lease]
-        for name in names:
-            params += [rank[name], name, limit]
-        rows = conn.execute(_claim_sql(n), (*params, limit)).fetchall()
-        next_at = conn.execute(_next_sql(n), [q for q in names for _ in (0, 1)]).fetchone()[0]
+    conn.execute(
+        f"UPDATE messages SET state = 0 WHERE state = 1 AND queue IN ({_marks(n)})"
+        " AND eta <= ?", (*names, now))
+    conn.execute(
+        f"UPDATE messages SET state = 0 WHERE state = 2 AND queue IN ({_marks(n)})"
+        " AND lease_until <= ?", (*names, now))
+    params: list[object] = [now + lease]
+    for name in names:
+        params += [rank[name], name, limit]
+    rows = conn.execute(_claim_sql(n), (*params, limit)).fetchall()
+    next_at = conn.execute(_next_sql(n), [q for q in names for _ in (0, 1)]).fetchone()[0]
     # RETURNING yields rows in no particular order; hand them out in claim order.
     rows.sort(key=lambda r: (-r[5], rank[r[2]], r[0]))
     return [Claim(_envelope(row), row[7], row[8], row[9]) for row in rows], next_at
+
+
+_MARK_STARTED = """
+UPDATE results SET state = 'STARTED', attempt = ?, data = x''
+WHERE task_id = ? AND expires_at > ? AND NOT final AND attempt <= ? AND data != ?
+"""
+
+
+def mark_started(conn: sqlite3.Connection, claims: Sequence[Claim], *,
+                 now: float) -> list[Claim]:
+    """Record STARTED for the claimed tasks that track it (inside the claim's transaction) and
+    report each one's record state, so a worker skips tasks that already ended."""
+    if not claims:
+        return []
+    conn.executemany(_MARK_STARTED, [(c.attempt, c.envelope.id, now, c.attempt, UNTRACKED_START)
+                                     for c in claims])
+    states = dict(conn.execute(
+        "SELECT r.task_id, r.state FROM json_each(?) AS j JOIN results AS r"
+        " ON r.task_id = j.value WHERE r.expires_at > ?",
+        (json.dumps([c.envelope.id for c in claims]), now)).fetchall())
+    return [dataclasses.replace(c, record=states.get(c.envelope.id, "")) for c in claims]
+
+
+def settle_row(conn: sqlite3.Connection, settle: Settle, *, now: float) -> bool:
+    """Run one fenced settle and store its result (if any) when it matched."""
+    claim = settle.claim
+    if settle.kind == "ack":
+        matched = ack_row(conn, claim, now=now)
+    elif settle.kind == "retry":
+        matched = retry_row(conn, claim, settle.delay, settle.body, now=now)
+    elif settle.kind == "dead":
+        matched = dead_row(conn, claim, settle.reason, now=now)
+    else:
+        matched = release_row(conn, claim, now=now)
+    if matched and settle.result is not None:
+        result = settle.result
+        store_result(conn, result.task_id, result.record, result.ttl, now=now)
+    return matched
 
 
 def _envelope(row: Sequence[Any]) -> Envelope:
@@ -672,7 +721,7 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventL
         self._closed = False
         self._doorbell: Doorbell | None = None
         self._conns = Connections(settings)
-        self._executor = ThreadPoolExecutor(1, thread_name_prefix="conveyor-sqlite")
+        self._executor = Handoff(1, "conveyor-sqlite")
         self._bells: dict[tuple[asyncio.AbstractEventLoop, str], AsyncBell] = {}
         self._bells_lock = threading.Lock()
         self._settled: collections.OrderedDict[str, None] = collections.OrderedDict()
@@ -714,9 +763,7 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventL
     ) -> T:
         """Run ``op`` in the store's worker thread so the event loop never waits on the disk."""
         self._check_usable()
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._executor, lambda: self._execute(op, *args, **kwargs))
+        return await self._executor.call(lambda: self._execute(op, *args, **kwargs))
 
     def _execute(
         self, op: Callable[Concatenate[sqlite3.Connection, P], T], *args: P.args,
@@ -817,13 +864,58 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventL
             bell.mark(tuple(queues), seen)
         return claims, next_at
 
+    async def _claim_batch(self, queues: Sequence[str], limit: int, lease: float, *,
+                           settles: Sequence[Settle] = (),
+                           record_started: bool = False) -> ClaimBatch:
+        """Settles, the claim and the STARTED records in one transaction: one commit per
+        finished task. (Cancellation is the consumer's to handle: it shields this call.)"""
+        bell = self._async_bell(CONSUMERS)
+        seen = bell.generation if bell is not None else 0
+        batch = await self._acall(self._step, list(settles), list(queues), limit, lease,
+                                  record_started)
+        if limit and not batch.claims and bell is not None:
+            bell.mark(tuple(queues), seen)
+        return batch
+
+    def _step(self, conn: sqlite3.Connection, settles: list[Settle], queues: list[str],
+              limit: int, lease: float, record_started: bool) -> ClaimBatch:
+        now = self.clock.time()
+        # A step that stores outcomes waits for the disk; a bare claim need not (see
+        # lease_bookkeeping).
+        durable = any(s.result is not None or s.kind != "release" for s in settles)
+        with contextlib.nullcontext() if durable else lease_bookkeeping(conn), immediate(conn):
+            matched = [settle_row(conn, settle, now=now) for settle in settles]
+            claims, next_at = claim_in(conn, queues, limit, lease, now=now)
+            if record_started:
+                claims = mark_started(conn, claims, now=now)
+        self._after_step(settles, matched)
+        return ClaimBatch(claims, next_at, [self._fenced(s, m) for s, m in zip(
+            settles, matched, strict=True)])
+
+    def _after_step(self, settles: list[Settle], matched: list[bool]) -> None:
+        for settle, ok in zip(settles, matched, strict=True):
+            if ok:
+                self._remember(settle.claim.token)
+        if any(ok and s.kind in ("retry", "release") for s, ok in zip(settles, matched,
+                                                                       strict=True)):
+            self._ring(CONSUMERS)
+        if any(ok and s.result is not None and s.result.record.final
+               for s, ok in zip(settles, matched, strict=True)):
+            self._ring(RESULTS)
+
+    def _fenced(self, settle: Settle, matched: bool) -> LeaseLost | None:
+        if matched or settle.claim.token in self._settled:
+            return None
+        return LeaseLost(f"lease of message {settle.claim.envelope.id} passed to another"
+                         f" consumer ({self.path})")
+
     def _give_back(self, job: asyncio.Future[tuple[list[Claim], float | None]]) -> None:
         if job.cancelled() or job.exception() is not None or self._closed:
             return
         claims = job.result()[0]
         if claims:
             with contextlib.suppress(RuntimeError):  # the store closed meanwhile
-                self._executor.submit(self._execute, self._release_orphans, claims)
+                self._executor.run_soon(lambda: self._execute(self._release_orphans, claims))
 
     def _release_orphans(self, conn: sqlite3.Connection, claims: Sequence[Claim]) -> None:
         release_rows(conn, claims)
@@ -1090,7 +1182,7 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventL
             bells, self._bells = list(self._bells.values()), {}
         for bell in bells:
             bell.close_threadsafe()
-        self._executor.shutdown(wait=True)
+        self._executor.close(wait=True)
         self._conns.close_all()
         if self._doorbell is not None:
             self._doorbell.close()

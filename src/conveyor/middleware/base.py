@@ -93,6 +93,14 @@ class Job:
     task: Task[Any, Any] | None = None
     started: float = 0.0  # clock.monotonic() when the run began
     scratch: dict[str, Any] = field(default_factory=dict)
+    #: Called once the run is over and its outcome decided, before the settle: a worker frees
+    #: the task's slot there, so the next task starts while this one's settle is on its way.
+    on_ran: Callable[[], None] | None = None
+
+    def ran(self) -> None:
+        if self.on_ran is not None:
+            self.on_ran()
+            self.on_ran = None
 
     @property
     def id(self) -> str:

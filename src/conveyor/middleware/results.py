@@ -22,6 +22,9 @@ class Results(Middleware):
         record is already final (revoked, or done by another delivery) is not run again."""
         if job.task is None or job.task.options.ignore_result:
             return None
+        known = _as_claimed(job)
+        if known is not _UNKNOWN:
+            return known
         backend = job.app.backend
         if _tracks_started(job):
             write = _write(job, State.STARTED)
@@ -43,6 +46,22 @@ class Results(Middleware):
             return verdict.replace(result=write)
         await job.app.backend.astore(write.task_id, write.record, write.ttl)
         return verdict
+
+
+_UNKNOWN = Verdict.skip(State.UNKNOWN)  # a sentinel: the broker did not look at the record
+
+
+def _as_claimed(job: Job) -> Verdict | None:
+    """What the record the broker saw while handing the message out says: run (None), skip
+    (already final), or ``_UNKNOWN`` when the worker must look itself."""
+    record = job.delivery.record
+    if record == State.STARTED:
+        return None  # recorded in the same step as the claim
+    if record and State(record).final:
+        return Verdict.skip(None)
+    if record and not _tracks_started(job):
+        return None  # not final, and no STARTED wanted
+    return _UNKNOWN
 
 
 def _unencodable(job: Job, verdict: Verdict, write: ResultWrite) -> Verdict:

@@ -28,6 +28,7 @@ async def execute(job: Job) -> Verdict:
         verdict = await run(job)
         verdict = await chain.after_run(job, verdict)
     verdict = await chain.before_settle(job, verdict)
+    job.ran()
     await settle(delivery, verdict)
     await chain.after_settle(job, verdict)
     return verdict

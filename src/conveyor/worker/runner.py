@@ -5,9 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import functools
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from ..handoff import Handoff
 from ..message import Message
 from ..task import Request, Task, set_request
 
@@ -18,7 +18,7 @@ class Runner:
     cannot be stopped, so a process-pool child exits after settling."""
 
     def __init__(self, threads: int) -> None:
-        self.pool = ThreadPoolExecutor(max_workers=max(threads, 1), thread_name_prefix="task")
+        self.pool = Handoff(threads, "task")
         self.runaway = False
 
     async def call(self, task: Task[Any, Any], message: Message, attempt: int) -> Any:
@@ -33,8 +33,8 @@ class Runner:
                    request: Request) -> asyncio.Future[Any]:
         context = contextvars.copy_context()
         context.run(set_request, request)
-        call = functools.partial(context.run, task.run, *message.args, **message.kwargs)
-        return asyncio.get_running_loop().run_in_executor(self.pool, call)
+        return self.pool.call(functools.partial(context.run, task.run, *message.args,
+                                                **message.kwargs))
 
     def close(self) -> None:
-        self.pool.shutdown(wait=False, cancel_futures=True)
+        self.pool.close(wait=False)

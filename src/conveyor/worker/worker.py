@@ -16,6 +16,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from ..brokers import Consumer, Delivery
+from ..brokers.base import PullConsumer
 from ..errors import BrokerError, LeaseLost
 from ..middleware.base import Job
 from ..middleware.events import EventBuffer, event_log, retention
@@ -27,6 +28,10 @@ if TYPE_CHECKING:
     from ..app import Conveyor
 
 log = logging.getLogger("conveyor.worker")
+
+
+#: Tasks shorter than this on average are fetched in batches of ``BATCH`` per slot.
+SHORT_TASK, BATCH = 0.01, 16
 
 
 def default_name() -> str:
@@ -52,6 +57,8 @@ class Worker:
         # Fetch only what can start now by default, so a long task never sits on messages
         # another worker could run; a larger prefetch trades that fairness for fewer round trips.
         self.prefetch = max(prefetch or concurrency, concurrency)
+        self._tuned = prefetch is None
+        self._typical: float | None = None  # moving average of run times
         self.grace = grace
         self.lease = app.lease if lease is None else lease
         self.exit_on_runaway = exit_on_runaway
@@ -68,6 +75,21 @@ class Worker:
         self._stopping = asyncio.Event()
         self._stops = 0
 
+    def tune(self, job: Job) -> None:
+        """Adapt prefetch to how long tasks take: short ones (under ``SHORT_TASK`` on average)
+        are fetched ``BATCH`` at a time per slot, so claims and settles go in batches; once
+        tasks run long, back to what the slots can run now, so no long task sits on messages
+        another worker could take. A ``prefetch`` given by the user stays as it is."""
+        if not self._tuned or not job.started or self._consumer is None:
+            return
+        took = self.app.clock.monotonic() - job.started
+        typical = took if self._typical is None else 0.8 * self._typical + 0.2 * took
+        self._typical = typical
+        wanted = self.concurrency * (BATCH if typical < SHORT_TASK else 1)
+        if wanted != self.prefetch:
+            self.prefetch = wanted
+            self._consumer.resize(wanted)
+
     def runtime(self, job: Job) -> float:
         """Seconds ``job`` has been running (0 before it started)."""
         return self.app.clock.monotonic() - job.started if job.started else 0.0
@@ -77,8 +99,7 @@ class Worker:
         store = event_log(self.app)
         self.events = EventBuffer(store, retention(self.app)) if store is not None else None
         self.started_at = self.app.clock.time()
-        self._consumer = self.app.broker.consume(
-            self.queues, prefetch=self.prefetch, lease=self.lease)
+        self._consumer = self._open_consumer()
         await self.app.middleware.worker_start(self)
         log.debug("process %d consuming %s (concurrency %d)", os.getpid(),
                   ",".join(self.queues), self.concurrency)
@@ -90,6 +111,15 @@ class Worker:
             if self.events is not None:
                 await self.events.close()
             self.runner.close()
+
+    def _open_consumer(self) -> Consumer:
+        consumer = self.app.broker.consume(
+            self.queues, prefetch=self.prefetch, lease=self.lease,
+            # where the broker keeps the results too, it records STARTED while handing out
+            record_started=self.app.shared_store)
+        if isinstance(consumer, PullConsumer):
+            consumer.defer_settles = True  # this loop never waits for a settle (see _handle)
+        return consumer
 
     async def _consume(self, consumer: Consumer) -> None:
         backoff = 0.1
@@ -116,13 +146,14 @@ class Worker:
                 await self.stop()
 
     async def _handle(self, delivery: Delivery) -> None:
+        job = Job(self.app, delivery, self.runner, self, on_ran=self._slots.release)
         try:
-            await self._execute(delivery)
+            await self._execute(job)
         finally:
-            self._slots.release()
+            job.ran()  # frees the slot if the path ended before it got there
 
-    async def _execute(self, delivery: Delivery) -> None:
-        job = Job(self.app, delivery, self.runner, self)
+    async def _execute(self, job: Job) -> None:
+        delivery = job.delivery
         self.running[job.id] = job
         try:
             verdict = await execute(job)
@@ -141,6 +172,7 @@ class Worker:
             self.failed += verdict.state is State.FAILURE
         finally:
             self.running.pop(job.id, None)
+            self.tune(job)
         if self.runner.runaway and self.exit_on_runaway:
             await self.stop()
 
