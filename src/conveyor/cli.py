@@ -2,19 +2,18 @@
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import os
 from typing import TYPE_CHECKING
 
 import click
 
-from .brokers import DeadLetterAdmin, QueueAdmin, dead_letter_admin, queue_admin
 from .errors import ConveyorError
 from .loader import load_app
 
 if TYPE_CHECKING:
     from .app import Conveyor
+    from .brokers import DeadLetterAdmin, QueueAdmin
 
 APP_OPTION = click.option("-A", "--app", "app_path", required=True, envvar="CONVEYOR_APP",
                           help="The application: module or module:attribute.")
@@ -56,8 +55,7 @@ def worker(app_path: str, queues: str, concurrency: int | None, pool: str,
            loglevel: str, logfile: str | None) -> None:
     """Run a worker that consumes QUEUES and executes their tasks."""
     from .worker.child import configure_logging
-    from .worker.pools import Options, Supervisor, child_argv, run_in_process
-    from .worker.worker import default_name
+    from .worker.pools import Options, Supervisor, child_argv, default_name, run_in_process
 
     configure_logging(loglevel, logfile)
     count = concurrency or os.cpu_count() or 1
@@ -125,6 +123,8 @@ def result(app_path: str, task_id: str) -> None:
 def events(app_path: str, after: str | None, kinds: tuple[str, ...], count: int | None,
            as_json: bool) -> None:
     """Follow task and worker events live (Ctrl-C to stop)."""
+    import asyncio
+
     from .eventview import follow
 
     with contextlib.suppress(KeyboardInterrupt):
@@ -190,10 +190,14 @@ def dlq_purge(app_path: str, queue: str | None, yes: bool) -> None:
 
 
 def _admin(app: Conveyor) -> QueueAdmin:
+    from .brokers import queue_admin  # here: the worker's supervisor never opens a store
+
     return queue_admin(app.broker)
 
 
 def _dead(app: Conveyor) -> DeadLetterAdmin:
+    from .brokers import dead_letter_admin
+
     return dead_letter_admin(app.broker)
 
 

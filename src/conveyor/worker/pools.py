@@ -20,6 +20,7 @@ import logging
 import os
 import select
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -43,6 +44,11 @@ EXIT_CONFIG = 78
 YOUNG, BACKOFF_CAP = 10.0, 30.0
 #: How long the first child may take to import the application and start consuming.
 START_TIMEOUT = 120.0
+
+
+def default_name() -> str:
+    """``host.pid``: unique per machine and process (the supervisor's pid for a pool)."""
+    return f"{socket.gethostname()}.{os.getpid()}"
 
 
 @dataclass(frozen=True, slots=True)

@@ -11,7 +11,6 @@ import asyncio
 import logging
 import os
 import signal
-import socket
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -22,6 +21,7 @@ from ..middleware.base import Job
 from ..middleware.events import EventBuffer, event_log, retention
 from ..states import State
 from .execution import execute
+from .pools import default_name
 from .runner import Runner
 
 if TYPE_CHECKING:
@@ -32,11 +32,6 @@ log = logging.getLogger("conveyor.worker")
 
 #: Tasks shorter than this on average are fetched in batches of ``BATCH`` per slot.
 SHORT_TASK, BATCH = 0.01, 16
-
-
-def default_name() -> str:
-    """``host.pid``: unique per machine and process (the supervisor's pid for a pool)."""
-    return f"{socket.gethostname()}.{os.getpid()}"
 
 
 class Worker:
