@@ -40,14 +40,19 @@ ran out meanwhile is simply lost), a failed release is logged (the lease expiry 
 message), and the pub/sub connection reconnects by itself. Acks, retries and dead-letters raise,
 and the message is redelivered after its lease: delivery is at least once.
 
-Round trips: a publish of any size is one (one script per queue in a pipeline), with its
-PENDING records too (``publish_tracked``); a claim of up to ``limit`` messages is one (two for
-several queues); each settle is one, a result carried by the settle included, and acks issued
-while another is in flight share the next one. A carried result is stored just before the
-settle, in the same pipeline but not the same script (its key is in another hash slot), so it is
-fenced by its attempt, as a separate write would be. Commands go out on connections of
-redis-py's pools but without its per-command machinery (see :class:`_SyncWire`), packed by
-hiredis.
+Round trips: a publish of any size is one (one script per queue in a pipeline), its PENDING
+records written by the same scripts (``publish_tracked``); a consumer's step after a task is one:
+the settles waiting for it (a result carried by a settle included) and the next claim in one
+pipeline, the claim script recording the claimed tasks' STARTED states as well (two round trips
+for several queues: peek, then claim); acks issued while another is in flight share the next
+one. A carried result is stored just before its settle, in the same pipeline but not the same
+script (its key is in another hash slot), so it is fenced by its attempt, as a separate write
+would be. Commands go out on connections of redis-py's pools but without its per-command
+machinery (see :class:`_SyncWire`), packed by hiredis.
+
+Single server only, for now: the publish and claim scripts read and write result records,
+whose keys are not declared to the script (they live in other hash slots). That is fine on one
+server (and behind Sentinel) and is what a Redis Cluster would refuse.
 
 Republishing an id that is still in its queue (ready, delayed, in flight or dead) leaves the
 queue as it is, so a producer may safely repeat a publish whose reply it did not get.
@@ -348,6 +353,14 @@ def _pick(queues: Sequence[str], peeks: list[list[Any]], limit: int) -> dict[str
     return dict(collections.Counter(queues[index] for _, index, _ in ranked[:limit]))
 
 
+def _publish_fields(env: Envelope) -> tuple[Any, ...]:
+    """A message's fields as the publish scripts take them."""
+    if not 0 <= env.priority <= 9:
+        raise ValueError(f"priority must be 0..9, got {env.priority} (message {env.id})")
+    eta = "" if env.eta is None else repr(float(env.eta))
+    return env.id, env.body, env.priority, env.content_type, eta
+
+
 def _encode_result(record: StoredResult) -> bytes:
     if "|" in record.state:
         raise ValueError(f"result state {record.state!r} must not contain '|'")
@@ -404,19 +417,18 @@ class _Plans:
     def publish(self, envelopes: Sequence[Envelope]) -> _Op[None]:
         by_queue: dict[str, list[Any]] = {}
         for env in envelopes:
-            if not 0 <= env.priority <= 9:
-                raise ValueError(f"priority must be 0..9, got {env.priority} (message {env.id})")
-            eta = "" if env.eta is None else repr(float(env.eta))
-            by_queue.setdefault(env.queue, []).append(
-                (env.id, env.body, env.priority, env.content_type, eta))
+            by_queue.setdefault(env.queue, []).append(_publish_fields(env))
         calls = [
             self._queue(lua.PUBLISH, queue, [self.wake(queue), *(v for m in chunk for v in m)])
             for queue, rows in by_queue.items()
             for chunk in (rows[i:i + _PUBLISH_CHUNK] for i in range(0, len(rows), _PUBLISH_CHUNK))
         ]
+        return self._registering(calls, list(by_queue))
+
+    def _registering(self, calls: list[_Call], queues: list[str]) -> _Op[None]:
         # The registry is written once per queue and process: it only grows, and a publish that
         # is a single script call skips the pipeline.
-        new = [q for q in by_queue if q not in self.registered]
+        new = [q for q in queues if q not in self.registered]
         if new:
             calls.append(_Call(("SADD", lua.registry_key(self.prefix), *new)))
         return _Op(calls, lambda _: self.registered.update(new))
@@ -567,12 +579,21 @@ class _Plans:
 
     def publish_tracked(self, envelopes: Sequence[Envelope],
                         records: Sequence[tuple[str, StoredResult]], ttl: float) -> _Op[None]:
-        """The records, then the messages, in one round trip: a worker that takes a message at
-        once finds its record already there."""
-        records_op, publish_op = self.store_many(records, ttl), self.publish(envelopes)
-        count = len(records_op.calls)
-        return _Op(records_op.calls + publish_op.calls,
-                   lambda replies: publish_op.parse(replies[count:]))
+        """Messages and their records together: one script call per queue (and chunk), so a
+        worker that takes a message at once finds its record there."""
+        encoded = {task_id: _encode_result(record) for task_id, record in records}
+        by_queue: dict[str, list[Any]] = {}
+        for env in envelopes:
+            by_queue.setdefault(env.queue, []).append(
+                (*_publish_fields(env), encoded.get(env.id, b"")))
+        head = [lua.result_key(self.prefix, ""), _ttl_ms(ttl)]
+        calls = [
+            self._queue(lua.PUBLISH_TRACKED, queue,
+                        [self.wake(queue), *head, *(v for m in chunk for v in m)])
+            for queue, rows in by_queue.items()
+            for chunk in (rows[i:i + _PUBLISH_CHUNK] for i in range(0, len(rows), _PUBLISH_CHUNK))
+        ]
+        return self._registering(calls, list(by_queue))
 
     def get_many(self, task_ids: Sequence[str]) -> _Op[list[StoredResult | None]]:
         if not task_ids:

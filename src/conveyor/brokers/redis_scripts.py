@@ -219,6 +219,40 @@ redis.call('PUBLISH', ARGV[1], '')
 return added
 """)
 
+# ARGV: wake channel, result key prefix, record ttl in ms, then six per message: id, body,
+# priority, content type, eta ('' if none), its encoded result record (PENDING). As PUBLISH,
+# and each added message's record is written in the same step, unless a final record or one of
+# a later attempt is there. That touches keys outside the queue's slot: single server only.
+PUBLISH_TRACKED = _queue_script("publish_tracked", "ready delayed body meta seq", """
+local t = now()
+local n = (#ARGV - 3) / 6
+local first = redis.call('INCRBY', seq, n) - n + 1
+local added = 0
+for i = 0, n - 1 do
+  local at = 4 + i * 6
+  local id, eta = ARGV[at], ARGV[at + 4]
+  if redis.call('HSETNX', body, id, ARGV[at + 1]) == 1 then
+    local score = string.format('%.0f', (9 - tonumber(ARGV[at + 2])) * BAND + first + i)
+    redis.call('HSET', meta, id, score .. '|' .. eta .. '|' .. ARGV[at + 3])
+    if eta ~= '' and tonumber(eta) > t then
+      redis.call('ZADD', delayed, eta, id)
+    else
+      redis.call('ZADD', ready, score, id)
+    end
+    local key = ARGV[2] .. id
+    local current = redis.call('GET', key)
+    local final, attempt = nil, nil
+    if current then final, attempt = string.match(current, '^(%d)|(%-?%d+)|') end
+    if not current or (final ~= '1' and tonumber(attempt) <= 0) then
+      redis.call('SET', key, ARGV[at + 5], 'PX', ARGV[3])
+    end
+    added = added + 1
+  end
+end
+redis.call('PUBLISH', ARGV[1], '')
+return added
+""")
+
 # ARGV: limit, lease seconds, token prefix, result key prefix ('' : leave results alone).
 # Returns {next due, {id, body, meta, attempt, token, ready score, deliveries, record, ...}}.
 # Due delayed messages and expired leases go back to ready first. With a result key prefix,
