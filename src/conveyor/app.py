@@ -28,6 +28,7 @@ from .middleware import Chain, Middleware, default_middleware
 from .options import TaskOptions, TaskOptionsDict, build_options
 from .result import AsyncResult
 from .serializers import Codec
+from .signing import Signer
 from .task import AsyncTask, Task
 from .urls import mask_url
 
@@ -87,6 +88,7 @@ class Conveyor:
         self._chain = Chain(self._middleware)
         self._stores: dict[str, Broker | ResultBackend] = {}
         self._codec: tuple[tuple[str, tuple[str, ...]], Codec] | None = None
+        self._signer: tuple[tuple[tuple[str, ...], float | None], Signer | None] | None = None
         self._pid = os.getpid()
 
     def __repr__(self) -> str:
@@ -121,6 +123,14 @@ class Conveyor:
         if self._codec is None or self._codec[0] != key:
             self._codec = (key, Codec(*key))
         return self._codec[1]
+
+    @property
+    def signer(self) -> Signer | None:
+        """The message signer when ``signing_keys`` are set (see :mod:`conveyor.signing`)."""
+        key = (tuple(self.conf.signing_keys), self.conf.signing_max_age)
+        if self._signer is None or self._signer[0] != key:
+            self._signer = (key, Signer(*key) if key[0] else None)
+        return self._signer[1]
 
     @property
     def result_ttl(self) -> float:

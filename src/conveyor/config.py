@@ -67,6 +67,15 @@ def _positive(kind: Callable[[Any], float | int]) -> Callable[[Any], Any]:
     return convert
 
 
+def _optional_positive(value: Any) -> float | None:
+    if value is None or value == "":
+        return None
+    number = float(value)
+    if number <= 0:
+        raise ValueError(f"must be positive, got {value!r}")
+    return number
+
+
 def _mapping(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
         value = json.loads(value)
@@ -109,6 +118,15 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("routes", {}, _mapping,
             "Queue by task name: `{\"shop.emails.*\": \"emails\"}` (glob patterns)."),
     Setting("timezone", "UTC", str, "The time zone of periodic schedules that name none."),
+    Setting("max_message_size", 4 * 1024 * 1024, _positive(int),
+            "Bytes an encoded message may take; a larger one is refused in the producer"
+            " (PayloadTooLarge) and dead-lettered by a worker."),
+    Setting("signing_keys", (), _names,
+            "HMAC-SHA256 keys (16 bytes or more) to sign messages with: the first signs, all"
+            " are accepted (rotate by putting a new key first). Empty: messages are not signed."),
+    Setting("signing_max_age", None, _optional_positive,
+            "Seconds a signed message stays acceptable (None: no limit); longer than your"
+            " longest countdown."),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -131,6 +149,9 @@ class SettingsDict(TypedDict, total=False):
     heartbeat_interval: float
     routes: dict[str, Any]
     timezone: str
+    max_message_size: int
+    signing_keys: tuple[str, ...] | list[str]
+    signing_max_age: float | None
 
 
 class Settings:
@@ -153,6 +174,9 @@ class Settings:
     heartbeat_interval: float
     routes: dict[str, Any]
     timezone: str
+    max_message_size: int
+    signing_keys: tuple[str, ...]
+    signing_max_age: float | None
 
     def __init__(self, given: Mapping[str, Any] | None = None,
                  environ: Mapping[str, str] | None = None) -> None:
@@ -201,7 +225,8 @@ class Settings:
     def __repr__(self) -> str:
         from .urls import mask_url
 
-        shown = {k: (mask_url(v) if k.endswith(("_url", "_backend")) and v else v)
+        shown = {k: ("***" if k == "signing_keys" and v else
+                     mask_url(v) if k.endswith(("_url", "_backend")) and v else v)
                  for k, v in self._values.items()}
         return f"Settings({shown!r})"
 

@@ -5,9 +5,11 @@ Hierarchy::
     ConveyorError
     ├── ConfigurationError        bad URL or setting, unknown option (also a ValueError)
     ├── SerializationError        an argument or result cannot be encoded (raised in the producer)
+    │   └── PayloadTooLarge       the encoded message exceeds ``max_message_size``
     ├── MessageError              a message that a worker cannot use; it is dead-lettered
     │   ├── MalformedMessage      undecodable body, missing or ill-typed fields
     │   ├── ContentTypeRefused    a content type the serializer was not configured to accept
+    │   ├── SignatureError        unsigned, altered, unknown-key or expired (signing on)
     │   └── UnknownTask           no task of that name is registered in the worker's app
     ├── BrokerError               a store failed
     │   ├── BrokerUnavailable     cannot connect; names the URL with its password masked
@@ -49,6 +51,10 @@ class SerializationError(ConveyorError):
         self.why = why or message
 
 
+class PayloadTooLarge(SerializationError):
+    """The encoded message is larger than the app's ``max_message_size``."""
+
+
 class MessageError(ConveyorError):
     """A message a worker cannot run; the worker dead-letters it with this text as the reason."""
 
@@ -59,6 +65,11 @@ class MalformedMessage(MessageError):
 
 class ContentTypeRefused(MessageError):
     """The message's content type is not among those the app accepts (pickle unless enabled)."""
+
+
+class SignatureError(MessageError):
+    """Signing is on and the message is unsigned, altered, signed with an unknown key or too
+    old; it is dead-lettered unread."""
 
 
 class UnknownTask(MessageError):

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from .brokers import Envelope, StoredResult
 from .brokers.base import UNTRACKED_START
-from .errors import ConfigurationError, SerializationError
+from .errors import ConfigurationError, PayloadTooLarge, SerializationError
 from .message import Message, new_id
 from .options import TaskOptions
 from .states import State
@@ -51,6 +51,14 @@ def envelope(app: Conveyor, message: Message) -> Envelope:
         body = app.codec.dumps(message.to_dict())
     except SerializationError as exc:
         raise argument_error(message, exc) from None
+    limit = app.conf.max_message_size
+    if len(body) > limit:
+        raise PayloadTooLarge(f"cannot send {message.task}: its message takes {len(body):,}"
+                              f" bytes, more than max_message_size ({limit:,}); pass a"
+                              " reference (a path, a URL, a row id) instead of the data")
+    signer = app.signer
+    if signer is not None:
+        body = signer.sign(body, app.clock.time())
     return Envelope(message.id, message.queue, body, app.codec.content_type, message.priority,
                     message.eta)
 

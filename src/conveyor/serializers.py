@@ -56,6 +56,8 @@ def _encode(value: Any) -> Any:
         return _tag(value)
     except _Refused as refused:
         raise _error(tuple(reversed(refused.path)), refused.why) from None
+    except RecursionError:
+        raise _error((), "nested too deeply (or it contains itself)") from None
 
 
 def _error(path: tuple[Any, ...], why: str) -> SerializationError:
@@ -178,7 +180,7 @@ class JSONSerializer:
     def loads(self, data: bytes) -> Any:
         try:
             return _untag(orjson.loads(data))
-        except (orjson.JSONDecodeError, ValueError, TypeError) as exc:
+        except (orjson.JSONDecodeError, ValueError, TypeError, RecursionError) as exc:
             raise MalformedMessage(f"undecodable JSON body: {exc}") from exc
 
 
@@ -197,7 +199,7 @@ class MsgpackSerializer:
     def loads(self, data: bytes) -> Any:
         try:
             return _untag(msgpack.unpackb(data, raw=False))
-        except (ValueError, TypeError, msgpack.ExtraData, msgpack.FormatError,
+        except (ValueError, TypeError, RecursionError, msgpack.ExtraData, msgpack.FormatError,
                 msgpack.StackError) as exc:
             raise MalformedMessage(f"undecodable msgpack body: {exc}") from exc
 

@@ -9,9 +9,10 @@ from conveyor.urls import mask_url
 EXPECTED = {
     "AsyncResult", "AsyncTask", "BrokerError", "BrokerUnavailable", "ConfigurationError",
     "ContentTypeRefused", "Conveyor", "ConveyorError", "ErrorInfo", "LeaseLost",
-    "MalformedMessage", "Message", "MessageError", "Outcome", "RemoteTraceback", "Request",
-    "ResultError", "ResultTimeout", "Retry", "SerializationError", "Signature", "State", "Task",
-    "TaskExpired", "TaskFailed", "TaskRevoked", "TimeLimitExceeded", "UnknownTask", "Worker",
+    "MalformedMessage", "Message", "MessageError", "Outcome", "PayloadTooLarge", "RemoteTraceback",
+    "Request", "ResultError", "ResultTimeout", "Retry", "SerializationError", "Signature",
+    "SignatureError", "State", "Task", "TaskExpired", "TaskFailed", "TaskRevoked",
+    "TimeLimitExceeded", "UnknownTask", "Worker",
 }
 
 

@@ -6,7 +6,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ..brokers import Delivery, Envelope
-from ..errors import LeaseLost, MessageError, Retry, UnknownTask
+from ..errors import (
+    LeaseLost,
+    MalformedMessage,
+    MessageError,
+    Retry,
+    SignatureError,
+    UnknownTask,
+)
 from ..message import Message
 from ..middleware.base import Action, Job, Verdict
 from ..outcome import ErrorInfo
@@ -38,6 +45,8 @@ def admit(job: Job) -> Verdict | None:
     """Decode the message and find its task; a dead-letter verdict if either fails."""
     try:
         job.message, job.task = decode(job.app, job.delivery.envelope)
+    except SignatureError as exc:  # unauthenticated: it may not touch any task's record
+        return Verdict(Action.DEAD_LETTER, None, reason=f"SignatureError: {exc}")
     except MessageError as exc:
         return Verdict.dead(f"{type(exc).__name__}: {exc}", ErrorInfo.from_exception(exc))
     return None
@@ -66,8 +75,14 @@ def failed(job: Job, exc: Exception) -> Verdict:
 
 
 def decode(app: Conveyor, envelope: Envelope) -> tuple[Message, Task[Any, Any]]:
-    """The message and its task; MessageError for anything a worker cannot run."""
-    message = Message.from_dict(app.codec.loads(envelope.body, envelope.content_type))
+    """The message and its task; MessageError for anything a worker cannot run. Size and
+    signature are checked before the body is decoded."""
+    body = envelope.body
+    if len(body) > app.conf.max_message_size + 64:  # + a signature's frame
+        raise MalformedMessage(f"body of {len(body):,} bytes exceeds max_message_size")
+    if app.signer is not None:
+        body = app.signer.verify(body, app.clock.time())
+    message = Message.from_dict(app.codec.loads(body, envelope.content_type))
     task = app.tasks.get(message.task)
     if task is None:
         known = ", ".join(sorted(app.tasks)) or "none"
