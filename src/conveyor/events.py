@@ -48,8 +48,18 @@ _short.maxstring, _short.maxother, _short.maxlevel = 200, 200, 3
 _short.maxdict = _short.maxlist = _short.maxtuple = 8
 
 
+_PLAIN = (int, float, bool, type(None))
+
+
 def brief(value: Any) -> str:
     """A short repr for an event (arguments, results): bounded, never the whole payload."""
+    if isinstance(value, _PLAIN):
+        return repr(value)
+    if isinstance(value, tuple | list | dict) and len(value) <= 8 and all(
+            isinstance(v, _PLAIN) for v in (value.values() if isinstance(value, dict) else value)):
+        text = repr(value)  # small and flat: already bounded, and a tenth of reprlib's cost
+        if len(text) <= 200:
+            return text
     return _short.repr(value)
 
 
@@ -89,12 +99,47 @@ class Event:
                 "task": self.task, "worker": self.worker, "pid": self.pid, **self.fields}
 
 
+def encode_batch(events: Sequence[Event]) -> bytes:
+    """Several events as one stored entry (stores keep a worker's events in batches)."""
+    return orjson.dumps([[e.kind, e.at, e.task_id, e.task, e.worker, e.pid, e.fields]
+                         for e in events])
+
+
+def decode_batch(data: bytes, entry: str) -> list[Event]:
+    """The events of one stored entry, with ids ``entry:index`` (a lone event: ``entry``)."""
+    raw = orjson.loads(data)
+    if isinstance(raw, dict):
+        return [Event.decode(data, entry)]
+    return [Event(k, t, i, n, w, p, f or {}, f"{entry}:{index}")
+            for index, (k, t, i, n, w, p, f) in enumerate(raw)]
+
+
+def after_cursor(events: Sequence[Event], cursor: str) -> list[Event]:
+    """The events of ``events`` (oldest first, from entries at or after the cursor's entry)
+    that come after ``cursor``: ``entry:index`` resumes inside an entry, ``entry`` after it."""
+    entry, _, index = cursor.partition(":")
+    last = int(index) if index else None
+    return [e for e in events if not _at_or_before(e.id, entry, last)]
+
+
+def _at_or_before(event_id: str, entry: str, last: int | None) -> bool:
+    own_entry, _, own_index = event_id.partition(":")
+    if own_entry != entry:
+        return False
+    return last is None or int(own_index or 0) <= last
+
+
 @dataclass(frozen=True, slots=True)
 class Retention:
-    """How many events a store keeps, and for how long (seconds)."""
+    """How many events a store keeps, and for how long (seconds). Stores keeping events in
+    batches trim whole batches, so the count holds approximately."""
 
     count: int = 100_000
     age: float = 86_400.0
+
+    def entries(self, batch: int) -> int:
+        """How many stored entries of ``batch`` events keep about ``count`` events."""
+        return max(1, self.count // max(1, batch))
 
 
 def alive(heartbeats: Sequence[Event], now: float) -> list[Event]:

@@ -39,7 +39,7 @@ async def test_appended_events_read_back_in_order_and_resume_after_an_id(store: 
     assert got[1].fields == {"runtime": 0.5} and got[1].worker == "w1" and got[1].pid == 42
     rest = await store.read_events(got[0].id, 100, 0.1)
     assert [e.id for e in rest] == [got[1].id, got[2].id]
-    assert await store.last_event_id() == got[2].id
+    assert await store.read_events(await store.last_event_id(), 100, 0.1) == []
 
 
 async def test_a_reader_waiting_for_events_wakes_when_one_arrives(store: Any) -> None:

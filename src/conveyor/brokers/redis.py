@@ -86,7 +86,7 @@ from redis.retry import Retry
 
 from ..clock import SYSTEM, Clock, Deadline
 from ..errors import BrokerError, BrokerUnavailable, ConfigurationError, LeaseLost
-from ..events import Event, Retention
+from ..events import Event, Retention, after_cursor
 from ..urls import mask_url as mask
 from . import redis_events as events_redis
 from . import redis_kv as kv
@@ -1098,15 +1098,24 @@ class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLo
             await self._arun(self._append_op(events, retention))
 
     async def read_events(self, after: str | None, limit: int, wait: float) -> list[Event]:
-        """XREAD BLOCK on the loop's client: the server wakes it when an event arrives."""
+        """What is kept after the cursor (XRANGE from its entry), else XREAD BLOCK: the server
+        wakes the reader when an entry arrives."""
         stream = events_redis.events_key(self.prefix)
-        block = max(1, int(wait * 1000))
+        client = self._side().client
         try:
-            reply = await self._side().client.xread(
-                {stream: after or "$"}, count=limit, block=block)
+            if after is not None:
+                entry = after.partition(":")[0]
+                kept = events_redis.parse_entries(await client.xrange(
+                    stream, min=entry if entry != "0" else "-", count=limit))
+                found = after_cursor(kept, after)
+                if found:
+                    return found[:limit]
+                last = kept[-1].id.partition(":")[0] if kept else entry
+            reply = await client.xread({stream: last if after is not None else "$"},
+                                       count=limit, block=max(1, int(wait * 1000)))
         except RedisError as exc:
             raise self._error(exc) from exc
-        return events_redis.parse_read(reply)
+        return events_redis.parse_read(reply)[:limit]
 
     async def last_event_id(self) -> str | None:
         stream = events_redis.events_key(self.prefix)
@@ -1114,8 +1123,7 @@ class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLo
             entries = await self._side().client.xrevrange(stream, count=1)
         except RedisError as exc:
             raise self._error(exc) from exc
-        found = events_redis.parse_entries(entries)
-        return found[0].id if found else None
+        return events_redis.parse_entries(entries)[0].id.partition(":")[0] if entries else None
 
     async def heartbeats(self) -> list[Event]:
         try:

@@ -1114,7 +1114,7 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventL
         await self._acall(self._append, events, retention)
 
     async def read_events(self, after: str | None, limit: int, wait: float) -> list[Event]:
-        start = int(after if after is not None else await self.last_event_id() or 0)
+        start = after if after is not None else (await self.last_event_id() or "0")
         deadline = Deadline(wait)
         bell = self._async_bell(EVENTS)
         while True:
