@@ -415,15 +415,7 @@ class _Plans:
         return lua.wake_channel(self.prefix, queue)
 
     def publish(self, envelopes: Sequence[Envelope]) -> _Op[None]:
-        by_queue: dict[str, list[Any]] = {}
-        for env in envelopes:
-            by_queue.setdefault(env.queue, []).append(_publish_fields(env))
-        calls = [
-            self._queue(lua.PUBLISH, queue, [self.wake(queue), *(v for m in chunk for v in m)])
-            for queue, rows in by_queue.items()
-            for chunk in (rows[i:i + _PUBLISH_CHUNK] for i in range(0, len(rows), _PUBLISH_CHUNK))
-        ]
-        return self._registering(calls, list(by_queue))
+        return self.publish_tracked(envelopes, (), 0.0)
 
     def _registering(self, calls: list[_Call], queues: list[str]) -> _Op[None]:
         # The registry is written once per queue and process: it only grows, and a publish that
@@ -586,9 +578,9 @@ class _Plans:
         for env in envelopes:
             by_queue.setdefault(env.queue, []).append(
                 (*_publish_fields(env), encoded.get(env.id, b"")))
-        head = [lua.result_key(self.prefix, ""), _ttl_ms(ttl)]
+        head = [lua.result_key(self.prefix, "") if records else "", _ttl_ms(ttl)]
         calls = [
-            self._queue(lua.PUBLISH_TRACKED, queue,
+            self._queue(lua.PUBLISH, queue,
                         [self.wake(queue), *head, *(v for m in chunk for v in m)])
             for queue, rows in by_queue.items()
             for chunk in (rows[i:i + _PUBLISH_CHUNK] for i in range(0, len(rows), _PUBLISH_CHUNK))

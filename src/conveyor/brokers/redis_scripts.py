@@ -175,6 +175,16 @@ local function mark_started(key, attempt)
   return 'STARTED'
 end
 
+-- Write a PENDING record unless a final one, or one of a later attempt, is there.
+local function pending(key, record)
+  local current = redis.call('GET', key)
+  local final, attempt = nil, nil
+  if current then final, attempt = string.match(current, '^(%d)|(%-?%d+)|') end
+  if not current or (final ~= '1' and tonumber(attempt) <= 0) then
+    redis.call('SET', key, record, 'PX', ARGV[3])
+  end
+end
+
 local function unlease(id)
   redis.call('ZREM', leased, id)
   redis.call('HDEL', tok, id)
@@ -194,36 +204,13 @@ def _queue_script(name: str, keys: str, body: str) -> Script:
     return Script(name, bindings + "\n" + _PRELUDE + body, used)
 
 
-# ARGV: wake channel, then five per message: id, body, priority, content type, eta ('' if none).
-# An id already present in the queue is left alone, so re-sending a publish is harmless.
+# ARGV: wake channel, result key prefix ('' : no records), record ttl in ms, then six per
+# message: id, body, priority, content type, eta ('' if none), its encoded result record ('' if
+# none). An id already present in the queue is left alone, so re-sending a publish is harmless.
+# With a result key prefix each added message's record (PENDING) is written in the same step,
+# unless a final record or one of a later attempt is there: that touches keys outside the
+# queue's slot, so only on a single server.
 PUBLISH = _queue_script("publish", "ready delayed body meta seq", """
-local t = now()
-local n = (#ARGV - 1) / 5
-local first = redis.call('INCRBY', seq, n) - n + 1
-local added = 0
-for i = 0, n - 1 do
-  local at = 2 + i * 5
-  local id, eta = ARGV[at], ARGV[at + 4]
-  if redis.call('HSETNX', body, id, ARGV[at + 1]) == 1 then
-    local score = string.format('%.0f', (9 - tonumber(ARGV[at + 2])) * BAND + first + i)
-    redis.call('HSET', meta, id, score .. '|' .. eta .. '|' .. ARGV[at + 3])
-    if eta ~= '' and tonumber(eta) > t then
-      redis.call('ZADD', delayed, eta, id)
-    else
-      redis.call('ZADD', ready, score, id)
-    end
-    added = added + 1
-  end
-end
-redis.call('PUBLISH', ARGV[1], '')
-return added
-""")
-
-# ARGV: wake channel, result key prefix, record ttl in ms, then six per message: id, body,
-# priority, content type, eta ('' if none), its encoded result record (PENDING). As PUBLISH,
-# and each added message's record is written in the same step, unless a final record or one of
-# a later attempt is there. That touches keys outside the queue's slot: single server only.
-PUBLISH_TRACKED = _queue_script("publish_tracked", "ready delayed body meta seq", """
 local t = now()
 local n = (#ARGV - 3) / 6
 local first = redis.call('INCRBY', seq, n) - n + 1
@@ -239,13 +226,7 @@ for i = 0, n - 1 do
     else
       redis.call('ZADD', ready, score, id)
     end
-    local key = ARGV[2] .. id
-    local current = redis.call('GET', key)
-    local final, attempt = nil, nil
-    if current then final, attempt = string.match(current, '^(%d)|(%-?%d+)|') end
-    if not current or (final ~= '1' and tonumber(attempt) <= 0) then
-      redis.call('SET', key, ARGV[at + 5], 'PX', ARGV[3])
-    end
+    if ARGV[2] ~= '' and ARGV[at + 5] ~= '' then pending(ARGV[2] .. id, ARGV[at + 5]) end
     added = added + 1
   end
 end
