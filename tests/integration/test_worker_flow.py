@@ -130,6 +130,6 @@ def test_prefetch_holds_extra_messages_but_runs_one_at_a_time(
 ) -> None:
     results = [taskapp.slow.delay(0.5, f"t{i}") for i in range(5)]
     workers.start("--pool", "thread", "-c", "1", "--prefetch", "3")
-    wait_for(lambda: app.broker.stats("default").in_flight == 3)
-    assert len(trace_lines(env, "runs")) == 1
+    wait_for(lambda: app.broker.stats("default").in_flight == 3 and trace_lines(env, "runs"))
+    assert len(trace_lines(env, "runs")) == 1  # three held, one running
     assert [r.get(timeout=30) for r in results] == [f"t{i}" for i in range(5)]
