@@ -135,7 +135,8 @@ class _LiveCollector(Collector):
             broker = self.app.broker
             if isinstance(broker, QueueAdmin):
                 try:
-                    found = [broker.stats(q) for q in broker.queues()]
+                    names = sorted({*broker.queues(), self.app.default_queue})
+                    found = [broker.stats(q) for q in names]
                 except ConveyorError as exc:  # keep serving the other figures
                     log.warning("cannot read queue statistics: %s", exc)
             self._stats = (now, found)

@@ -12,7 +12,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 from jinja2 import Environment, PackageLoader, select_autoescape
 from markupsafe import Markup
@@ -73,6 +73,17 @@ def render(request: Request, name: str, status: int = 200, **context: Any) -> HT
         request=request, dash=dash, csrf=request.scope["state"]["csrf"],
         notice=request.query_params.get("notice", ""), path=request.url.path, **context)
     return HTMLResponse(page, status)
+
+
+async def _form(request: Request) -> dict[str, str]:
+    """A small urlencoded form (the only kind the pages send); anything else counts as empty."""
+    if not request.headers.get("content-type", "").startswith(
+            "application/x-www-form-urlencoded"):
+        return {}
+    body = await request.body()
+    if len(body) > 65536:
+        return {}
+    return {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
 
 
 def _dash(request: Request) -> Dashboard:
@@ -201,14 +212,14 @@ async def confirm(request: Request) -> Response:
 async def act(request: Request) -> Response:
     dash = _dash(request)
     action = dash.actions.get(request.path_params["action"])
-    form = await request.form()
-    if not csrf_ok(request.scope["state"]["csrf"], str(form.get(CSRF_FIELD, ""))) or (
+    form = await _form(request)
+    if not csrf_ok(request.scope["state"]["csrf"], form.get(CSRF_FIELD, "")) or (
             not _same_origin(request)):
         return render(request, "error.html", 403,
                       message="the form is stale or came from another site; reload the page")
     if action is None:
         return render(request, "error.html", 404, message="no such action here")
-    task_id, queue = str(form.get("id", "")), str(form.get("queue", ""))
+    task_id, queue = form.get("id", ""), form.get("queue", "")
     try:
         if action.target == "task":
             notice = await asyncio.to_thread(action.run, dash.app, task_id, *(
@@ -217,7 +228,7 @@ async def act(request: Request) -> Response:
             notice = await asyncio.to_thread(action.run, dash.app, queue)
     except ConveyorError as exc:
         notice = f"could not {action.name}: {exc}"
-    back = _safe_next(str(form.get("next", "/")))
+    back = _safe_next(form.get("next", "/"))
     joiner = "&" if "?" in back else "?"
     return RedirectResponse(f"{back}{joiner}{urlencode({'notice': notice})}", 303)
 
@@ -240,10 +251,10 @@ async def login(request: Request) -> Response:
     dash = _dash(request)
     if request.method == "GET":
         return render(request, "login.html", failed=False)
-    form = await request.form()
-    if not csrf_ok(request.scope["state"]["csrf"], str(form.get(CSRF_FIELD, ""))):
+    form = await _form(request)
+    if not csrf_ok(request.scope["state"]["csrf"], form.get(CSRF_FIELD, "")):
         return render(request, "login.html", 403, failed=True)
-    if not dash.auth.token_matches(str(form.get("token", ""))):
+    if not dash.auth.token_matches(form.get("token", "")):
         return render(request, "login.html", 401, failed=True)
     response = RedirectResponse("/", 303)
     response.set_cookie(SESSION_COOKIE, dash.auth.session_value(), httponly=True,
