@@ -28,6 +28,10 @@ if TYPE_CHECKING:
 log = logging.getLogger("conveyor.dashboard")
 
 BATCH = 500
+#: After a batch smaller than BATCH, seconds to let events gather before reading again: a few
+#: large batches cost far less than many small ones (one transaction and wake-up each), and
+#: live pages tick once a second anyway.
+GATHER = 0.25
 #: How long workers that went offline stay listed.
 FORGET_OFFLINE = 3600.0
 #: Changed task ids remembered for live pages; a page further behind reloads its list.
@@ -105,6 +109,8 @@ class Follower:
                 await self.feed(batch)
             if len(batch) < BATCH:
                 self.caught_up.set()
+                if batch:
+                    await asyncio.sleep(GATHER)
 
     async def feed(self, batch: Sequence[Event]) -> None:
         """Apply one batch everywhere (also used by tests and actions)."""

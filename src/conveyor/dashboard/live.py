@@ -1,10 +1,11 @@
 """Live updates over Server-Sent Events (``GET /live``).
 
 One ticker makes one update a second, only while someone listens and only when something
-changed: the rows of tasks changed since the last update (at most ``MAX_ROWS``; a page that
-missed more re-reads its list), the overview figures and the workers. It is encoded once and
-queued to every listener; a listener too slow to keep up is dropped (its browser reconnects
-and starts afresh), so one stuck tab never grows the dashboard's memory.
+changed: the overview figures, the workers and, for pages that list tasks (``/live?rows=1``),
+the rows of the tasks changed since the last update (the newest ``MAX_ROWS``; a page that fell
+further behind than the follower remembers is told to re-read its list). Each form is encoded
+once and queued to every listener wanting it; a listener too slow to keep up is dropped (its
+browser reconnects and starts afresh), so one stuck tab never grows the dashboard's memory.
 """
 
 from __future__ import annotations
@@ -30,16 +31,17 @@ class Live:
 
     def __init__(self, dash: Dashboard) -> None:
         self.dash = dash
-        self._listeners: set[asyncio.Queue[bytes | None]] = set()
+        self._listeners: dict[asyncio.Queue[bytes | None], bool] = {}  # -> wants rows
         self._ticker: asyncio.Task[None] | None = None
         self._version = 0
         self._beats: tuple[tuple[str, float], ...] = ()
         self.last: bytes = b""
 
-    async def listen(self) -> AsyncIterator[bytes]:
-        """SSE frames for one listener, starting with the current state."""
+    async def listen(self, rows: bool = False) -> AsyncIterator[bytes]:
+        """SSE frames for one listener, starting with the current state; with ``rows`` the
+        updates carry changed task rows."""
         queue: asyncio.Queue[bytes | None] = asyncio.Queue(_QUEUE)
-        self._listeners.add(queue)
+        self._listeners[queue] = rows
         if self._ticker is None or self._ticker.done():
             self._ticker = asyncio.ensure_future(self._run())
         try:
@@ -55,19 +57,21 @@ class Live:
                     return
                 yield frame
         finally:
-            self._listeners.discard(queue)
+            self._listeners.pop(queue, None)
 
     async def _run(self) -> None:
         while self._listeners:
             await asyncio.sleep(TICK)
             if not self._changed():
                 continue
-            frame = _frame(await self.update())
-            for queue in list(self._listeners):
+            update = await self.update(any(self._listeners.values()))
+            with_rows = _frame(update)
+            without = _frame({**update, "tasks": []}) if update["tasks"] else with_rows
+            for queue, rows in list(self._listeners.items()):
                 try:
-                    queue.put_nowait(frame)
+                    queue.put_nowait(with_rows if rows else without)
                 except asyncio.QueueFull:  # too slow: drop it, its browser reconnects
-                    self._listeners.discard(queue)
+                    self._listeners.pop(queue, None)
                     with contextlib.suppress(asyncio.QueueFull):
                         queue.get_nowait()
                         queue.put_nowait(None)
@@ -79,17 +83,17 @@ class Live:
         self._beats = beats
         return changed
 
-    async def update(self, initial: bool = False) -> dict[str, Any]:
-        """The payload of one update (``initial``: no task rows, only figures)."""
+    async def update(self, rows: bool = False, initial: bool = False) -> dict[str, Any]:
+        """The payload of one update (``initial``: the figures only, as a page starts)."""
         follower = self.dash.follower
         version = follower.version
         changed = [] if initial else follower.changed_since(self._version)
         if not initial:
             self._version = version
-        reset = changed is None or len(changed) > MAX_ROWS
-        ids = (changed or [])[-MAX_ROWS:]
-        rows = await asyncio.to_thread(self.dash.index.rows, ids) if ids else []
-        return {"v": version, "reset": reset, "tasks": rows,
+        reset = changed is None
+        ids = (changed or [])[-MAX_ROWS:] if rows else []
+        found = await asyncio.to_thread(self.dash.index.rows, ids) if ids else []
+        return {"v": version, "reset": reset, "tasks": found,
                 "overview": await self.dash.overview(),
                 "workers": [w.to_dict() for w in self.dash.workers()]}
 

@@ -264,7 +264,7 @@ async def login(request: Request) -> Response:
 
 # -- data ---------------------------------------------------------------------------------
 async def live(request: Request) -> Response:
-    stream = request.app.state.live.listen()
+    stream = request.app.state.live.listen(rows=request.query_params.get("rows") == "1")
     return StreamingResponse(stream, media_type="text/event-stream",
                              headers={"cache-control": "no-store", "x-accel-buffering": "no"})
 

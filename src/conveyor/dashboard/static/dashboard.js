@@ -205,7 +205,7 @@
 
   localTimes(document);
   var dot = document.getElementById("live-dot");
-  var source = new EventSource("/live");
+  var source = new EventSource(list || taskId ? "/live?rows=1" : "/live");
   source.addEventListener("open", function () { if (dot) dot.className = "dot on"; });
   source.addEventListener("error", function () { if (dot) dot.className = "dot"; });
   source.addEventListener("update", function (e) {
