@@ -227,7 +227,8 @@ def test_no_password_in_any_page_json_or_stream(secret_env: dict[str, str],
         assert secret not in server.stop()
 
 
-def test_a_public_address_needs_a_login(menv: dict[str, str], tmp_path: Path) -> None:
+@pytest.mark.parametrize("broker_url", ["sqlite"], indirect=True)  # no store in play
+def test_a_public_address_needs_a_login_a_token_gives(menv: dict[str, str], tmp_path: Path) -> None:
     import subprocess
     import sys
 
@@ -261,6 +262,9 @@ def test_a_public_address_needs_a_login(menv: dict[str, str], tmp_path: Path) ->
     finally:
         server.stop()
 
+
+@pytest.mark.parametrize("broker_url", ["sqlite"], indirect=True)  # no store in play
+def test_basic_auth_on_a_public_address(menv: dict[str, str], tmp_path: Path) -> None:
     basic_env = {**menv, "CONVEYOR_DASHBOARD_USER": "ops",
                  "CONVEYOR_DASHBOARD_PASSWORD": "pw-" + uuid.uuid4().hex}
     server = Server(basic_env, "--host", "0.0.0.0", "--db", str(tmp_path / "b.db"),
@@ -276,6 +280,7 @@ def test_a_public_address_needs_a_login(menv: dict[str, str], tmp_path: Path) ->
         server.stop()
 
 
+@pytest.mark.parametrize("broker_url", ["sqlite"], indirect=True)  # no store in play
 def test_without_a_login_only_loopback_host_names_are_answered(dashboard: Server) -> None:
     assert httpx.get(dashboard.url + "/").status_code == 200
     rebound = httpx.get(dashboard.url + "/", headers={"host": "attacker.example:5555"})
