@@ -25,8 +25,10 @@ CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "test-output" / "screenshots"
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def browser() -> Iterator[Any]:
+    """Chromium for one module. Not for the session: Playwright's sync API runs an event loop
+    in the main thread while it is open, and later tests need to start their own."""
     try:
         from playwright.sync_api import sync_playwright
     except ImportError:
