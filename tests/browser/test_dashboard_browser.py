@@ -95,3 +95,6 @@ def test_overview_and_queues_pages(stack: Stack, page: Any) -> None:
     row.wait_for()
     assert int(row.locator("td").nth(3).inner_text()) >= 1  # the delayed one
     stack.shot(page, "queues")
+    page.goto(stack.dashboard.url + "/tasks")
+    assert page.locator("#tasks tbody tr").count() >= 30
+    stack.shot(page, "tasks-busy")
