@@ -24,3 +24,9 @@ if ! redis_up; then
   for _ in $(seq 50); do redis_up && break; sleep 0.1; done
 fi
 redis_up && echo "services: redis on 127.0.0.1:6379"
+
+# Headless Chromium for the dashboard's browser tests (tests/browser), driven by Playwright.
+if ! have chromium; then
+  apt_install chromium
+fi
+have chromium && echo "services: chromium at $(command -v chromium)"

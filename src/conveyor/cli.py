@@ -1,4 +1,5 @@
-"""The ``conveyor`` command: worker, inspect, purge, result and dlq (dead letters)."""
+"""The ``conveyor`` command: worker, inspect, purge, result, events, dashboard, metrics and dlq
+(dead letters)."""
 
 from __future__ import annotations
 
@@ -129,6 +130,41 @@ def events(app_path: str, after: str | None, kinds: tuple[str, ...], count: int 
 
     with contextlib.suppress(KeyboardInterrupt):
         asyncio.run(follow(_load(app_path), after, kinds, count, as_json))
+
+
+# -- monitoring: the dashboard and the metrics exporter -----------------------------------
+@cli.command()
+@APP_OPTION
+@click.option("--host", default="127.0.0.1", show_default=True,
+              help="Address to listen on; another than the loopback needs a login "
+                   "(CONVEYOR_DASHBOARD_TOKEN, or CONVEYOR_DASHBOARD_USER and _PASSWORD).")
+@click.option("--port", type=int, default=5555, show_default=True)
+@click.option("--db", default=None, type=click.Path(dir_okay=False),
+              help="The dashboard's task index (default: under ~/.local/state/conveyor).")
+def dashboard(app_path: str, host: str, port: int, db: str | None) -> None:
+    """Serve the live web dashboard (and /metrics)."""
+    from .dashboard import serve
+
+    app = _load(app_path)
+    click.echo(f"conveyor dashboard for {app.name} on http://{host}:{port}/")
+    serve(app, host, port, db)
+
+
+@cli.command()
+@APP_OPTION
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", type=int, default=9808, show_default=True)
+def metrics(app_path: str, host: str, port: int) -> None:
+    """Serve Prometheus metrics at /metrics, without the dashboard."""
+    try:
+        from .metrics import serve
+    except ImportError as exc:
+        raise click.ClickException(
+            f"metrics need {exc.name}; install conveyor-tasks[metrics]") from exc
+    app = _load(app_path)
+    click.echo(f"conveyor metrics for {app.name} on http://{host}:{port}/metrics")
+    with contextlib.suppress(KeyboardInterrupt):
+        serve(app, host, port)
 
 
 @cli.group()
