@@ -6,7 +6,7 @@ from __future__ import annotations
 import inspect
 import os
 from collections.abc import AsyncIterator, Callable, Coroutine, Iterable, Mapping, Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import (
     TYPE_CHECKING,
     Any,
@@ -245,11 +245,16 @@ class Conveyor:
         kwargs: dict[str, Any], *, countdown: float | None = None,
         eta: datetime | float | None = None, expires: datetime | float | None = None,
         priority: int | None = None, queue: str | None = None, task_id: str | None = None,
+        time_limit: float | timedelta | None = None,
+        soft_time_limit: float | timedelta | None = None, unique_key: str | None = None,
+        unique_for: float | timedelta | None = None,
     ) -> Message:
         """A message for task ``name`` with per-call options over the task's defaults."""
         return sending.build_message(self, name, options, args, kwargs, countdown=countdown,
                                      eta=eta, expires=expires, priority=priority, queue=queue,
-                                     task_id=task_id)
+                                     task_id=task_id, time_limit=time_limit,
+                                     soft_time_limit=soft_time_limit, unique_key=unique_key,
+                                     unique_for=unique_for)
 
     def envelope(self, message: Message) -> Envelope:
         """Serialize a message; raises SerializationError here, in the producer, naming the

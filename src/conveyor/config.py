@@ -76,6 +76,15 @@ def _optional_positive(value: Any) -> float | None:
     return number
 
 
+def _rates(value: Any) -> dict[str, str]:
+    from .rates import parse_rate
+
+    found = _mapping(value)
+    for rate in found.values():
+        parse_rate(rate)  # ConfigurationError (a ValueError) names the bad one
+    return {str(k): str(v) for k, v in found.items()}
+
+
 def _mapping(value: Any) -> dict[str, Any]:
     if isinstance(value, str):
         value = json.loads(value)
@@ -127,6 +136,19 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("signing_max_age", None, _optional_positive,
             "Seconds a signed message stays acceptable (None: no limit); longer than your"
             " longest countdown."),
+    # -- control (docs/control.md) --
+    Setting("queue_rate_limits", {}, _rates,
+            "Rate limits per queue, held across every worker: `{\"emails\": \"100/m\"}`"
+            " (`N/s`, `N/m`, `N/h`)."),
+    Setting("revoke_ttl", 7 * 86400.0, _positive(float),
+            "Seconds a revocation is kept in the store (a revoked task whose message arrives"
+            " later than that would run)."),
+    Setting("unique_for", 3600.0, _positive(float),
+            "Seconds a unique task's key is held at most, when the task or the call names no"
+            " `unique_for`."),
+    Setting("concurrency_recheck", 60.0, _positive(float),
+            "Seconds a task waiting for a free concurrency-key slot sleeps at most; a finishing"
+            " run wakes the next waiter at once, this bounds the wait after a crash."),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -152,6 +174,10 @@ class SettingsDict(TypedDict, total=False):
     max_message_size: int
     signing_keys: tuple[str, ...] | list[str]
     signing_max_age: float | None
+    queue_rate_limits: dict[str, str]
+    revoke_ttl: float
+    unique_for: float
+    concurrency_recheck: float
 
 
 class Settings:
@@ -177,6 +203,10 @@ class Settings:
     max_message_size: int
     signing_keys: tuple[str, ...]
     signing_max_age: float | None
+    queue_rate_limits: dict[str, str]
+    revoke_ttl: float
+    unique_for: float
+    concurrency_recheck: float
 
     def __init__(self, given: Mapping[str, Any] | None = None,
                  environ: Mapping[str, str] | None = None) -> None:

@@ -20,6 +20,8 @@ Hierarchy::
     │   ├── TaskRevoked           the task was revoked before it ran
     │   └── TaskExpired           the task's ``expires`` passed before a worker started it
     ├── TimeLimitExceeded         a task ran past its ``time_limit``
+    ├── SoftTimeLimitExceeded     raised inside a task at its ``soft_time_limit`` (it may catch it)
+    ├── TaskTerminated            raised inside a task stopped by ``revoke(terminate=True)``
     ├── DeliveryLimitExceeded     a message was handed out too often without an outcome
     └── Retry                     raised by ``self.retry()``; control flow, not a failure
 
@@ -123,6 +125,17 @@ class TaskExpired(ResultError):
 
 class TimeLimitExceeded(ConveyorError):
     """The task ran longer than its ``time_limit`` and was stopped."""
+
+
+class SoftTimeLimitExceeded(ConveyorError):
+    """Raised inside a running task when it passes its ``soft_time_limit``: the task may catch
+    it to clean up before its hard ``time_limit``. A thread in a blocking C call (``time.sleep``,
+    a socket read) sees it only when that call returns."""
+
+
+class TaskTerminated(ConveyorError):
+    """Raised inside a running task that ``revoke(terminate=True)`` stopped (thread pools; a
+    process-pool child is replaced and an async task cancelled instead). Its state is REVOKED."""
 
 
 class DeliveryLimitExceeded(ConveyorError):

@@ -4,10 +4,13 @@ from __future__ import annotations
 
 import difflib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass, field, fields
+from datetime import timedelta
 from typing import Any, TypedDict
 
 from .errors import ConfigurationError, Retry
+from .rates import parse_optional_rate
 
 
 class TaskOptionsDict(TypedDict, total=False):
@@ -23,12 +26,18 @@ class TaskOptionsDict(TypedDict, total=False):
     retry_jitter: bool
     default_retry_delay: float
     autoretry_for: tuple[type[BaseException], ...]
-    time_limit: float | None
+    time_limit: float | timedelta | None
     expires: float | None
     ignore_result: bool
     track_started: bool
     delivery_limit: int
     retry_kwargs: dict[str, float]
+    soft_time_limit: float | timedelta | None
+    rate_limit: str | None
+    unique_key: Callable[..., str] | bool | None
+    unique_for: float | timedelta | None
+    concurrency_key: Callable[..., Any] | None
+    concurrency_limit: int | None
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,6 +55,15 @@ class TaskOptions:
     ``time_limit`` (seconds) stops the task; ``expires`` (seconds after publish) skips it if it has
     not started by then. ``track_started`` and ``delivery_limit`` override the app's settings of
     those names for this task (None: the app's).
+
+    Control (see the guide's Control page): ``soft_time_limit`` raises SoftTimeLimitExceeded
+    inside the task, which may catch it to clean up before ``time_limit``. ``rate_limit``
+    (``"100/m"``, ``"5/s"``, ``"10/h"``) holds the task's starts under that rate across every
+    worker. ``unique_key`` (a function of the task's arguments returning a key, or True for
+    the task name and arguments) makes a second enqueue while the first is pending or running
+    return the first one's result, for at most ``unique_for`` seconds. ``concurrency_key`` (a
+    function of the arguments) with ``concurrency_limit`` lets at most that many runs with the
+    same key be active at once across every worker.
     """
 
     queue: str = "default"
@@ -61,6 +79,12 @@ class TaskOptions:
     ignore_result: bool = False
     track_started: bool | None = None
     delivery_limit: int | None = None
+    soft_time_limit: float | None = None
+    rate_limit: str | None = None
+    unique_key: Callable[..., str] | bool | None = None
+    unique_for: float | None = None
+    concurrency_key: Callable[..., Any] | None = None
+    concurrency_limit: int | None = None
 
     def retry_delay(self, retries: int, rng: random.Random | None = None) -> float:
         """Seconds to wait before retry number ``retries + 1`` (``retries`` done so far)."""
@@ -105,7 +129,39 @@ def build_options(default_queue: str, given: TaskOptionsDict) -> TaskOptions:
     priority = values.get("priority", 0)
     if not isinstance(priority, int) or not 0 <= priority <= 9:
         raise ConfigurationError(f"priority must be an int from 0 to 9, got {priority!r}")
+    _check_control(values)
     return TaskOptions(**values)
+
+
+def seconds(value: float | timedelta | None, name: str) -> float | None:
+    """A duration given as seconds or a timedelta, as seconds; it must be positive."""
+    if value is None:
+        return None
+    number = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(number, bool) or not isinstance(number, int | float) or number <= 0:
+        raise ConfigurationError(f"{name} must be a positive number of seconds or a timedelta,"
+                                 f" got {value!r}")
+    return float(number)
+
+
+def _check_control(values: dict[str, Any]) -> None:
+    """Durations to seconds; rate, unique and concurrency options checked together."""
+    for name in ("time_limit", "soft_time_limit", "unique_for"):
+        if name in values:
+            values[name] = seconds(values[name], name)
+    if values.get("rate_limit") is not None:
+        parse_optional_rate(values["rate_limit"])
+    key, limit = values.get("concurrency_key"), values.get("concurrency_limit")
+    if (key is None) != (limit is None):
+        raise ConfigurationError("concurrency_key and concurrency_limit go together: give both")
+    if key is not None and not callable(key):
+        raise ConfigurationError("concurrency_key must be a function of the task's arguments")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int)
+                              or limit < 1):
+        raise ConfigurationError(f"concurrency_limit must be an int >= 1, got {limit!r}")
+    unique = values.get("unique_key")
+    if unique is not None and not (unique is True or unique is False or callable(unique)):
+        raise ConfigurationError("unique_key must be a function of the task's arguments or True")
 
 
 def _check_names(values: dict[str, Any]) -> None:

@@ -8,14 +8,15 @@ same transaction or round trip where the broker is the result backend.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from .brokers import Envelope, StoredResult
 from .brokers.base import UNTRACKED_START
 from .errors import ConfigurationError, PayloadTooLarge, SerializationError
 from .message import Message, new_id
-from .options import TaskOptions
+from .middleware.base import is_duplicate
+from .options import TaskOptions, seconds
 from .states import State
 
 if TYPE_CHECKING:
@@ -29,6 +30,9 @@ def build_message(
     kwargs: dict[str, Any], *, countdown: float | None = None,
     eta: datetime | float | None = None, expires: datetime | float | None = None,
     priority: int | None = None, queue: str | None = None, task_id: str | None = None,
+    time_limit: float | timedelta | None = None,
+    soft_time_limit: float | timedelta | None = None, unique_key: str | None = None,
+    unique_for: float | timedelta | None = None,
 ) -> Message:
     """A message for task ``name`` with per-call options over the task's defaults."""
     now = app.clock.time()
@@ -39,10 +43,29 @@ def build_message(
     prio = opts.priority if priority is None else priority
     if isinstance(prio, bool) or not isinstance(prio, int) or not 0 <= prio <= 9:
         raise ConfigurationError(f"priority must be an int from 0 to 9, got {prio!r}")
+    extra = call_options(time_limit=time_limit, soft_time_limit=soft_time_limit,
+                         unique_key=unique_key, unique_for=unique_for)
     message = Message(id=task_id or new_id(), task=name, args=args, kwargs=kwargs,
                       queue=queue or opts.queue, priority=prio, eta=when, expires=deadline,
-                      created=now)
+                      created=now, options=extra)
     return app.middleware.before_publish(app, message)
+
+
+def call_options(*, time_limit: float | timedelta | None,
+                 soft_time_limit: float | timedelta | None, unique_key: str | None,
+                 unique_for: float | timedelta | None) -> dict[str, Any]:
+    """The per-call control options a message carries (only those given), durations in
+    seconds; read on the worker by the time limits and at publish by unique tasks."""
+    found: dict[str, Any] = {}
+    for name, value in (("time_limit", time_limit), ("soft_time_limit", soft_time_limit),
+                        ("unique_for", unique_for)):
+        if value is not None:
+            found[name] = seconds(value, name)
+    if unique_key is not None:
+        if not isinstance(unique_key, str) or not unique_key:
+            raise ConfigurationError(f"unique_key must be a non-empty string, got {unique_key!r}")
+        found["unique_key"] = unique_key
+    return found
 
 
 def envelope(app: Conveyor, message: Message) -> Envelope:
@@ -64,7 +87,11 @@ def envelope(app: Conveyor, message: Message) -> Envelope:
 
 
 def publish(app: Conveyor, messages: Sequence[Message], track: bool = True) -> None:
-    """Send messages in one round trip; with ``track`` record them as PENDING."""
+    """Send messages in one round trip; with ``track`` record them as PENDING. A message a
+    ``before_publish`` hook marked as a duplicate of a queued one is not sent."""
+    messages = [m for m in messages if not is_duplicate(m)]
+    if not messages:
+        return
     envelopes = [envelope(app, m) for m in messages]
     if not track:
         app.broker.publish(envelopes)
@@ -78,6 +105,9 @@ def publish(app: Conveyor, messages: Sequence[Message], track: bool = True) -> N
 
 async def apublish(app: Conveyor, messages: Sequence[Message], track: bool = True) -> None:
     """Async form of :func:`publish`."""
+    messages = [m for m in messages if not is_duplicate(m)]
+    if not messages:
+        return
     envelopes = [envelope(app, m) for m in messages]
     if not track:
         await app.broker.apublish(envelopes)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import contextvars
 from collections.abc import Callable, Coroutine, Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
 
 from .errors import Retry
@@ -85,13 +85,21 @@ class Task(Generic[P, R]):
         countdown: float | None = None, eta: datetime | float | None = None,
         expires: datetime | float | None = None, priority: int | None = None,
         queue: str | None = None, task_id: str | None = None,
+        time_limit: float | timedelta | None = None,
+        soft_time_limit: float | timedelta | None = None, unique_key: str | None = None,
+        unique_for: float | timedelta | None = None,
     ) -> AsyncResult[R]:
         """Queue a run with options: ``countdown`` seconds or ``eta`` (datetime or epoch) to
         delay it, ``expires`` (seconds from now, or datetime/epoch) after which it is not run,
-        ``priority`` 0-9 (9 first), another ``queue``, a chosen ``task_id``."""
+        ``priority`` 0-9 (9 first), another ``queue``, a chosen ``task_id``; ``time_limit`` and
+        ``soft_time_limit`` (seconds or timedelta) for this run; ``unique_key`` to return the
+        result of a run with the same key still pending or running instead of queueing a second
+        one, for at most ``unique_for`` (default: the task's, else the app's ``unique_for``)."""
         message = self.app.build_message(
             self.name, self.options, tuple(args), dict(kwargs or {}), countdown=countdown,
-            eta=eta, expires=expires, priority=priority, queue=queue, task_id=task_id)
+            eta=eta, expires=expires, priority=priority, queue=queue, task_id=task_id,
+            time_limit=time_limit, soft_time_limit=soft_time_limit, unique_key=unique_key,
+            unique_for=unique_for)
         self.app.publish([message], track=not self.options.ignore_result)
         return AsyncResult(message.id, self.app)
 
@@ -100,11 +108,16 @@ class Task(Generic[P, R]):
         countdown: float | None = None, eta: datetime | float | None = None,
         expires: datetime | float | None = None, priority: int | None = None,
         queue: str | None = None, task_id: str | None = None,
+        time_limit: float | timedelta | None = None,
+        soft_time_limit: float | timedelta | None = None, unique_key: str | None = None,
+        unique_for: float | timedelta | None = None,
     ) -> AsyncResult[R]:
         """Async form of :meth:`apply_async`."""
         message = self.app.build_message(
             self.name, self.options, tuple(args), dict(kwargs or {}), countdown=countdown,
-            eta=eta, expires=expires, priority=priority, queue=queue, task_id=task_id)
+            eta=eta, expires=expires, priority=priority, queue=queue, task_id=task_id,
+            time_limit=time_limit, soft_time_limit=soft_time_limit, unique_key=unique_key,
+            unique_for=unique_for)
         await self.app.apublish([message], track=not self.options.ignore_result)
         return AsyncResult(message.id, self.app)
 

@@ -13,6 +13,7 @@ EXPECTED = {
     "Request", "ResultError", "ResultTimeout", "Retry", "SerializationError", "Signature",
     "SignatureError", "State", "Task", "TaskExpired", "TaskFailed", "TaskRevoked",
     "TimeLimitExceeded", "UnknownTask", "Worker",
+    "SoftTimeLimitExceeded", "TaskTerminated",
 }
 
 

@@ -265,6 +265,13 @@ class QueueAdmin(ABC):
     def purge(self, queue: str) -> int:
         """Remove the ready and delayed messages of ``queue``; returns how many."""
 
+    def scheduled(self, queue: str, limit: int = 100) -> list[Envelope]:
+        """Messages of ``queue`` waiting for their ETA (countdowns, retries, tasks waiting for a
+        rate limit), earliest first, each with its ``eta`` (``conveyor inspect scheduled``).
+        Optional: a store that cannot list them raises ConfigurationError."""
+        raise ConfigurationError(f"the broker at {getattr(self, 'url', '?')} cannot list"
+                                 " scheduled messages")
+
 
 class DeadLetterAdmin(ABC):
     """Capability: browsing, replaying and purging dead letters (``conveyor dlq``)."""
@@ -459,6 +466,127 @@ class Coordination(ABC):
     @abstractmethod
     async def adelete_value(self, key: str) -> None:
         """Async form of :meth:`delete_value`."""
+
+
+# -- capabilities of app.control and the control middleware (see docs/control.md) -------------
+
+
+class ControlLog(ABC):
+    """Capability of a result backend: the app's bounded stream of control commands and their
+    replies (:mod:`conveyor.control`), stored as :class:`conveyor.events.Event` entries.
+
+    Every worker process follows it from the moment it starts; a command sent while no worker
+    runs reaches none (what must outlive that, such as revocations, is kept elsewhere too).
+    Ids order the entries; reading resumes after an id, ``None`` meaning "what comes next".
+    """
+
+    @abstractmethod
+    def append_control(self, entries: Sequence[Event], retention: Retention) -> list[str]:
+        """Append in one round trip; returns the ids given. Old entries beyond ``retention`` go."""
+
+    @abstractmethod
+    async def aappend_control(self, entries: Sequence[Event],
+                              retention: Retention) -> list[str]:
+        """Async form of :meth:`append_control`."""
+
+    @abstractmethod
+    async def aread_control(self, after: str | None, limit: int, wait: float) -> list[Event]:
+        """Up to ``limit`` entries after ``after``, oldest first; when there are none, wait up
+        to ``wait`` seconds for some, without busy polling."""
+
+    @abstractmethod
+    async def alast_control_id(self) -> str | None:
+        """The id of the newest entry kept, or None."""
+
+
+class Revocations(ABC):
+    """Capability of a result backend: the set of revoked task ids, each kept for a TTL, so
+    a revocation reaches workers started later and survives their restarts."""
+
+    @abstractmethod
+    def revoke_ids(self, ids: Sequence[str], ttl: float) -> None:
+        """Add ``ids`` (kept ``ttl`` seconds from now) in one round trip."""
+
+    @abstractmethod
+    async def arevoke_ids(self, ids: Sequence[str], ttl: float) -> None:
+        """Async form of :meth:`revoke_ids`."""
+
+    @abstractmethod
+    async def arevoked_ids(self) -> list[str]:
+        """Every revoked id whose TTL has not passed (a worker loads them when it starts)."""
+
+
+@dataclass(frozen=True, slots=True)
+class RateWindow:
+    """At most ``limit`` starts in any ``per`` seconds, counted under ``key``."""
+
+    key: str
+    limit: int
+    per: float
+
+
+class RateLimiter(ABC):
+    """Capability of a result backend: sliding-window rate limits shared by every worker.
+
+    :meth:`acquire_rate` is one atomic step (judged by the store's clock): either ``member``
+    starts now in every window (it returns 0.0 and the start is counted), or it returns the
+    seconds until ``member``'s turn. A window never counts more than ``limit`` starts within
+    any ``per`` seconds. Turns are handed out first come, first served and recorded, so waiters
+    come back one by one instead of all at once; a newcomer does not take a start a waiter's
+    turn counts on. A member back at its turn starts if the window has room (else it gets the
+    next free moment).
+    """
+
+    @abstractmethod
+    async def acquire_rate(self, windows: Sequence[RateWindow], member: str) -> float:
+        """Start ``member`` in every window (0.0), or the seconds until its turn (> 0)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Waiter:
+    """A message waiting for a concurrency slot: its queue and id (to wake it early)."""
+
+    queue: str
+    id: str
+
+
+class ConcurrencySlots(ABC):
+    """Capability of a result backend: leased counting semaphores, one per key.
+
+    At most ``limit`` holders hold a key's slots at once. A holder's slot expires ``lease``
+    seconds after it was taken or last renewed, so a dead holder frees it. Those refused wait in
+    line, first come, first served: while anyone waits, a newcomer does not overtake them.
+    Operations that free slots return the waiters to wake (each once, marked woken) so their
+    messages can be made due at once; a waiter's place lasts ``patience`` seconds from when it
+    last asked (or was woken). Each operation is one atomic step.
+    """
+
+    @abstractmethod
+    async def acquire_slot(self, key: str, limit: int, holder: str, lease: float,
+                           waiter: Waiter, patience: float) -> tuple[bool, list[Waiter]]:
+        """Take a slot (True), or join (or keep) a place in line (False); also the waiters to
+        wake. Asking again while holding renews the slot."""
+
+    @abstractmethod
+    async def release_slot(self, key: str, limit: int, holder: str) -> list[Waiter]:
+        """Give up the slot or the place in line of ``holder``; the waiters to wake."""
+
+    @abstractmethod
+    async def renew_slots(self, held: Sequence[tuple[str, str]], lease: float) -> set[str]:
+        """Extend the slots of ``(key, holder)`` pairs; the holders whose slot was lost."""
+
+    @abstractmethod
+    async def slot_woken(self, key: str, holder: str) -> bool:
+        """True if ``holder`` waits in line and was woken (a slot is kept for it)."""
+
+
+class DelayedWake(ABC):
+    """Capability of a broker: make delayed messages due now (a waiter whose slot came free)."""
+
+    @abstractmethod
+    async def wake_delayed(self, queue: str, ids: Sequence[str]) -> int:
+        """Make the delayed messages ``ids`` of ``queue`` due at once, at the place in the queue
+        their delay gave them; ids not delayed (held, gone) are left alone. Returns how many."""
 
 
 class PullBroker(Broker):

@@ -20,21 +20,29 @@ from urllib.parse import urlsplit
 from ..clock import SYSTEM, Clock, Deadline
 from ..errors import LeaseLost
 from ..events import WORKER_KINDS, WORKER_OFFLINE, Event, Retention
+from . import memory_control as mc
 from .base import (
     UNTRACKED_START,
     Claim,
     ClaimBatch,
+    ConcurrencySlots,
+    ControlLog,
     Coordination,
     DeadLetter,
     DeadLetterAdmin,
+    DelayedWake,
     Envelope,
     EventLog,
     PullBroker,
     QueueAdmin,
     QueueStats,
+    RateLimiter,
+    RateWindow,
     ResultBackend,
+    Revocations,
     Settle,
     StoredResult,
+    Waiter,
 )
 
 _NAMED: dict[str, MemoryStore] = {}
@@ -63,7 +71,8 @@ class _Entry:
 
 
 class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLog,
-                  Coordination):
+                  Coordination, ControlLog, Revocations, RateLimiter, ConcurrencySlots,
+                  DelayedWake):
     """Broker and result backend in plain dictionaries, guarded by one lock."""
 
     def __init__(self, url: str = "memory://", clock: Clock = SYSTEM) -> None:
@@ -78,6 +87,10 @@ class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventL
         self._event_seq = itertools.count(1)
         self._heartbeats: dict[str, Event] = {}
         self._values: dict[str, tuple[bytes, float]] = {}
+        self._control = mc.ControlStream()
+        self._revoked: dict[str, float] = {}
+        self._rates: dict[str, mc.RateState] = {}
+        self._slots: dict[str, mc.SlotLine] = {}
         self._bell = _Bell()
 
     def __repr__(self) -> str:
@@ -396,6 +409,104 @@ class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventL
 
     async def adelete_value(self, key: str) -> None:
         self.delete_value(key)
+
+    # -- control: commands, revocations, rate limits, concurrency slots, early wake-up --------
+    def append_control(self, entries: Sequence[Event], retention: Retention) -> list[str]:
+        with self._lock:
+            ids = self._control.append(entries, retention, self.clock.time())
+        self._bell.ring()
+        return ids
+
+    async def aappend_control(self, entries: Sequence[Event],
+                              retention: Retention) -> list[str]:
+        return self.append_control(entries, retention)
+
+    async def aread_control(self, after: str | None, limit: int, wait: float) -> list[Event]:
+        deadline = Deadline(wait)
+        start = int(after) if after is not None else int(await self.alast_control_id() or 0)
+        while True:
+            with self._lock:
+                found = self._control.after(start, limit)
+            if found or deadline.expired:
+                return found
+            await self._bell.wait(deadline.left())
+
+    async def alast_control_id(self) -> str | None:
+        with self._lock:
+            return self._control.last_id()
+
+    def revoke_ids(self, ids: Sequence[str], ttl: float) -> None:
+        with self._lock:
+            until = self.clock.time() + ttl
+            self._revoked.update(dict.fromkeys(ids, until))
+
+    async def arevoke_ids(self, ids: Sequence[str], ttl: float) -> None:
+        self.revoke_ids(ids, ttl)
+
+    async def arevoked_ids(self) -> list[str]:
+        with self._lock:
+            return mc.live_revoked(self._revoked, self.clock.time())
+
+    async def acquire_rate(self, windows: Sequence[RateWindow], member: str) -> float:
+        with self._lock:
+            return mc.acquire_rate(self._rates, windows, member, self.clock.time())
+
+    async def acquire_slot(self, key: str, limit: int, holder: str, lease: float,
+                           waiter: Waiter, patience: float) -> tuple[bool, list[Waiter]]:
+        with self._lock:
+            line = self._slots.setdefault(key, mc.SlotLine())
+            return line.acquire(limit, holder, lease, waiter, patience, self.clock.time())
+
+    async def release_slot(self, key: str, limit: int, holder: str) -> list[Waiter]:
+        with self._lock:
+            line = self._slots.get(key)
+            if line is None:
+                return []
+            woken = line.release(limit, holder, self.clock.time())
+            if line.empty:
+                del self._slots[key]
+            return woken
+
+    async def renew_slots(self, held: Sequence[tuple[str, str]], lease: float) -> set[str]:
+        now, lost = self.clock.time(), set()
+        with self._lock:
+            for key, holder in held:
+                line = self._slots.get(key)
+                if line is None or line.holders.get(holder, 0.0) <= now:
+                    lost.add(holder)
+                else:
+                    line.holders[holder] = now + lease
+        return lost
+
+    async def slot_woken(self, key: str, holder: str) -> bool:
+        with self._lock:
+            line = self._slots.get(key)
+            if line is None:
+                return False
+            line.expire(self.clock.time())
+            place = line.waiters.get(holder)
+            return place is not None and place.woken
+
+    async def wake_delayed(self, queue: str, ids: Sequence[str]) -> int:
+        now, woken = self.clock.time(), 0
+        with self._lock:
+            for task_id in ids:
+                entry = self._messages.get(task_id)
+                if (entry is not None and entry.envelope.queue == queue and entry.token is None
+                        and entry.dead_reason is None and (entry.envelope.eta or 0) > now):
+                    entry.envelope = replace(entry.envelope, eta=None)
+                    woken += 1
+        if woken:
+            self._bell.ring()
+        return woken
+
+    def scheduled(self, queue: str, limit: int = 100) -> list[Envelope]:
+        now = self.clock.time()
+        with self._lock:
+            waiting = [e.envelope for e in self._messages.values()
+                       if e.envelope.queue == queue and e.token is None and e.dead_reason is None
+                       and (e.envelope.eta or 0) > now]
+        return sorted(waiting, key=lambda env: env.eta or 0)[:limit]
 
     def close(self) -> None:
         self._bell.ring()

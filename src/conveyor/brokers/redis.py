@@ -88,24 +88,33 @@ from ..clock import SYSTEM, Clock, Deadline
 from ..errors import BrokerError, BrokerUnavailable, ConfigurationError, LeaseLost
 from ..events import Event, Retention, after_cursor
 from ..urls import mask_url as mask
+from . import redis_control as control_redis
 from . import redis_events as events_redis
 from . import redis_kv as kv
+from . import redis_limits as limits_redis
 from . import redis_scripts as lua
 from .base import (
     Claim,
     ClaimBatch,
+    ConcurrencySlots,
+    ControlLog,
     Coordination,
     DeadLetter,
     DeadLetterAdmin,
+    DelayedWake,
     Envelope,
     EventLog,
     PullBroker,
     QueueAdmin,
     QueueStats,
+    RateLimiter,
+    RateWindow,
     ResultBackend,
     ResultWrite,
+    Revocations,
     Settle,
     StoredResult,
+    Waiter,
 )
 
 log = logging.getLogger(__name__)
@@ -775,7 +784,8 @@ class _Outage:
 
 
 class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLog,
-                 Coordination):
+                 Coordination, ControlLog, Revocations, RateLimiter, ConcurrencySlots,
+                 DelayedWake):
     """Broker and result backend on Redis. Thread-safe for the sync methods; the async methods
     use one client per event loop (redis.asyncio objects belong to the loop that made them)."""
 
@@ -1180,6 +1190,103 @@ class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLo
     async def adelete_value(self, key: str) -> None:
         await self._arun(self._delete_op(key))
 
+    # -- control: commands, revocations, rate limits, concurrency slots, delayed messages ------
+    def _control_op(self, entries: Sequence[Event], retention: Retention) -> _Op[list[str]]:
+        commands = control_redis.append_commands(self.prefix, entries, retention,
+                                                 self.clock.time())
+        return _Op([_Call(c) for c in commands],
+                   lambda replies: [_text(r) for r in replies[:len(entries)]])
+
+    def append_control(self, entries: Sequence[Event], retention: Retention) -> list[str]:
+        return self._run(self._control_op(entries, retention)) if entries else []
+
+    async def aappend_control(self, entries: Sequence[Event],
+                              retention: Retention) -> list[str]:
+        return await self._arun(self._control_op(entries, retention)) if entries else []
+
+    async def aread_control(self, after: str | None, limit: int, wait: float) -> list[Event]:
+        """XREAD BLOCK on the loop's client, as :meth:`read_events`."""
+        stream = control_redis.control_key(self.prefix)
+        try:
+            reply = await self._side().client.xread(
+                {stream: after or "$"}, count=limit, block=max(1, int(wait * 1000)))
+        except RedisError as exc:
+            raise self._error(exc) from exc
+        return events_redis.parse_read(reply)
+
+    async def alast_control_id(self) -> str | None:
+        try:
+            entries = await self._side().client.xrevrange(
+                control_redis.control_key(self.prefix), count=1)
+        except RedisError as exc:
+            raise self._error(exc) from exc
+        found = events_redis.parse_entries(entries)
+        return found[0].id if found else None
+
+    def _revoke_op(self, ids: Sequence[str], ttl: float) -> _Op[None]:
+        commands = control_redis.revoke_commands(self.prefix, ids, ttl, self.clock.time())
+        return _Op([_Call(c) for c in commands], lambda _: None)
+
+    def revoke_ids(self, ids: Sequence[str], ttl: float) -> None:
+        if ids:
+            self._run(self._revoke_op(ids, ttl))
+
+    async def arevoke_ids(self, ids: Sequence[str], ttl: float) -> None:
+        if ids:
+            await self._arun(self._revoke_op(ids, ttl))
+
+    async def arevoked_ids(self) -> list[str]:
+        call = _Call(control_redis.revoked_command(self.prefix, self.clock.time()))
+        return await self._arun(_Op([call], lambda r: [_text(i) for i in r[0]]))
+
+    async def acquire_rate(self, windows: Sequence[RateWindow], member: str) -> float:
+        call = _script(limits_redis.ACQUIRE_RATE, limits_redis.rate_keys(self.prefix, windows),
+                       limits_redis.rate_args(windows, member))
+        return await self._arun(_Op([call], lambda replies: float(replies[0])))
+
+    def _slot_op(self, script: lua.Script, key: str, args: Sequence[Any],
+                 parse: Callable[[Any], T]) -> _Op[T]:
+        call = _script(script, limits_redis.slot_keys(self.prefix, key), args)
+        return _Op([call], lambda replies: parse(replies[0]))
+
+    async def acquire_slot(self, key: str, limit: int, holder: str, lease: float,
+                           waiter: Waiter, patience: float) -> tuple[bool, list[Waiter]]:
+        args = [limit, holder, repr(float(lease)), waiter.queue, repr(float(patience))]
+        return await self._arun(self._slot_op(
+            limits_redis.ACQUIRE_SLOT, key, args,
+            lambda reply: (bool(int(reply[0])), _waiters(reply[1]))))
+
+    async def release_slot(self, key: str, limit: int, holder: str) -> list[Waiter]:
+        return await self._arun(self._slot_op(limits_redis.RELEASE_SLOT, key, [limit, holder],
+                                              _waiters))
+
+    async def renew_slots(self, held: Sequence[tuple[str, str]], lease: float) -> set[str]:
+        if not held:
+            return set()
+        calls = [_script(limits_redis.RENEW_SLOT, limits_redis.slot_keys(self.prefix, key),
+                         [repr(float(lease)), holder]) for key, holder in held]
+        return await self._arun(_Op(calls, lambda replies: {
+            holder for (_, holder), ok in zip(held, replies, strict=True) if not int(ok)}))
+
+    async def slot_woken(self, key: str, holder: str) -> bool:
+        return await self._arun(self._slot_op(limits_redis.SLOT_WOKEN, key, [holder],
+                                              lambda reply: bool(int(reply))))
+
+    def scheduled(self, queue: str, limit: int = 100) -> list[Envelope]:
+        def parse(replies: list[Any]) -> list[Envelope]:
+            flat = replies[0]
+            return [_envelope(queue, flat[i], flat[i + 2], flat[i + 3])
+                    for i in range(0, len(flat), 4)]
+
+        return self._run(_Op([self._plans._queue(control_redis.SCHEDULED, queue, [limit])],
+                             parse))
+
+    async def wake_delayed(self, queue: str, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        call = self._plans._queue(control_redis.WAKE, queue, [self._plans.wake(queue), *ids])
+        return await self._arun(_Op([call], lambda replies: int(replies[0])))
+
     # -- closing -------------------------------------------------------------------------------
     def close(self) -> None:
         """Close the sync client; async clients of other loops are dropped (use aclose on them)."""
@@ -1208,6 +1315,11 @@ def _sentinel_clients(client: _Client) -> list[Any]:
 
 def _text(value: bytes | str) -> str:
     return value.decode() if isinstance(value, bytes) else value
+
+
+def _waiters(flat: Sequence[bytes]) -> list[Waiter]:
+    """Waiters from a script's ``{queue, id, ...}`` reply."""
+    return [Waiter(_text(flat[i]), _text(flat[i + 1])) for i in range(0, len(flat), 2)]
 
 
 # -- per-event-loop machinery -----------------------------------------------------------------

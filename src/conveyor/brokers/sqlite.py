@@ -58,24 +58,33 @@ from ..clock import SYSTEM, Clock, Deadline
 from ..errors import BrokerError, BrokerUnavailable, ConfigurationError, LeaseLost
 from ..events import Event, Retention
 from ..handoff import Handoff
+from . import sqlite_control as control_sql
 from . import sqlite_events as events_sql
 from . import sqlite_kv as kv_sql
+from . import sqlite_limits as limits_sql
 from .base import (
     UNTRACKED_START,
     Claim,
     ClaimBatch,
+    ConcurrencySlots,
+    ControlLog,
     Coordination,
     DeadLetter,
     DeadLetterAdmin,
+    DelayedWake,
     Envelope,
     EventLog,
     PullBroker,
     QueueAdmin,
     QueueStats,
+    RateLimiter,
+    RateWindow,
     ResultBackend,
     ResultWrite,
+    Revocations,
     Settle,
     StoredResult,
+    Waiter,
 )
 from .doorbell import AsyncBell, Doorbell, Listener
 
@@ -86,8 +95,8 @@ READY, DELAYED, HELD, DEAD = 0, 1, 2, 3
 SCHEMA_VERSION = 2
 
 #: Doorbell channels: consumers are rung on new due work, result waiters on final outcomes,
-#: event followers on new events.
-CONSUMERS, RESULTS, EVENTS = "q", "r", "e"
+#: event followers on new events, workers on control commands.
+CONSUMERS, RESULTS, EVENTS, CONTROL = "q", "r", "e", "c"
 
 #: Longest a result waiter sleeps before looking again, in case a ring went astray.
 _RESULT_RECHECK = 1.0
@@ -318,7 +327,9 @@ def init_schema(conn: sqlite3.Connection, path: str) -> None:
             )
         if version == 1:  # layout 2 added the delivery count
             conn.execute("ALTER TABLE messages ADD COLUMN deliveries INTEGER NOT NULL DEFAULT 0")
-        for statement in (_SCHEMA + events_sql.SCHEMA + kv_sql.SCHEMA).split(";"):
+        schema = (_SCHEMA + events_sql.SCHEMA + kv_sql.SCHEMA + control_sql.SCHEMA
+                  + limits_sql.SCHEMA)
+        for statement in schema.split(";"):
             if statement.strip():
                 conn.execute(statement)
         conn.execute(f"PRAGMA user_version={SCHEMA_VERSION}")
@@ -710,7 +721,8 @@ def convert_error(exc: sqlite3.Error, path: str) -> BrokerError:
 
 
 class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLog,
-                  Coordination):
+                  Coordination, ControlLog, Revocations, RateLimiter, ConcurrencySlots,
+                  DelayedWake):
     """Broker and result backend in one SQLite file; see the module docstring."""
 
     def __init__(self, url: str, settings: Settings, clock: Clock = SYSTEM) -> None:
@@ -1031,6 +1043,8 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventL
             self._last_sweep = self.clock.monotonic()
             sweep_expired(conn, now=self.clock.time())
             kv_sql.sweep(conn, self.clock.time(), _CLEANUP_BATCH)
+            control_sql.sweep(conn, self.clock.time(), _CLEANUP_BATCH)
+            limits_sql.sweep(conn, self.clock.time(), _CLEANUP_BATCH)
         return written
 
     def store(self, task_id: str, record: StoredResult, ttl: float) -> bool:
@@ -1169,6 +1183,86 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventL
 
     async def adelete_value(self, key: str) -> None:
         await self._acall(self._kv, kv_sql.delete, key)
+
+    # -- control: commands, revocations, rate limits, concurrency slots, delayed messages ----
+    def _append_control(self, conn: sqlite3.Connection, entries: Sequence[Event],
+                        retention: Retention) -> list[str]:
+        if not entries:
+            return []
+        with lease_bookkeeping(conn), immediate(conn):
+            ids = control_sql.append_rows(conn, entries, retention, self.clock.time())
+        self._ring(CONTROL)
+        return ids
+
+    def append_control(self, entries: Sequence[Event], retention: Retention) -> list[str]:
+        return self._call(self._append_control, entries, retention)
+
+    async def aappend_control(self, entries: Sequence[Event],
+                              retention: Retention) -> list[str]:
+        return await self._acall(self._append_control, entries, retention)
+
+    async def aread_control(self, after: str | None, limit: int, wait: float) -> list[Event]:
+        start = int(after if after is not None else await self.alast_control_id() or 0)
+        deadline = Deadline(wait)
+        bell = self._async_bell(CONTROL)
+        while True:
+            seen = bell.generation if bell is not None else 0
+            found = await self._acall(control_sql.read_rows, start, limit)
+            if found or deadline.expired:
+                return found
+            if bell is not None:
+                await bell.wait(seen, deadline.pause(_RESULT_RECHECK))
+            else:
+                await asyncio.sleep(deadline.pause(_FALLBACK_POLL))
+
+    async def alast_control_id(self) -> str | None:
+        return await self._acall(control_sql.last_id)
+
+    def revoke_ids(self, ids: Sequence[str], ttl: float) -> None:
+        self._call(self._kv, control_sql.revoke, list(ids), ttl)
+
+    async def arevoke_ids(self, ids: Sequence[str], ttl: float) -> None:
+        await self._acall(self._kv, control_sql.revoke, list(ids), ttl)
+
+    async def arevoked_ids(self) -> list[str]:
+        return await self._acall(control_sql.revoked, now=self.clock.time())
+
+    def _limits(self, conn: sqlite3.Connection, op: Callable[..., T], *args: Any) -> T:
+        # Like a claim: a power cut that loses these also stopped every worker counting on them.
+        with lease_bookkeeping(conn), immediate(conn):
+            return op(conn, *args, now=self.clock.time())
+
+    async def acquire_rate(self, windows: Sequence[RateWindow], member: str) -> float:
+        return await self._acall(self._limits, limits_sql.acquire_rate, list(windows), member)
+
+    async def acquire_slot(self, key: str, limit: int, holder: str, lease: float,
+                           waiter: Waiter, patience: float) -> tuple[bool, list[Waiter]]:
+        return await self._acall(self._limits, limits_sql.acquire_slot, key, limit, holder,
+                                 lease, waiter, patience)
+
+    async def release_slot(self, key: str, limit: int, holder: str) -> list[Waiter]:
+        return await self._acall(self._limits, limits_sql.release_slot, key, limit, holder)
+
+    async def renew_slots(self, held: Sequence[tuple[str, str]], lease: float) -> set[str]:
+        return await self._acall(self._limits, limits_sql.renew_slots, list(held), lease)
+
+    async def slot_woken(self, key: str, holder: str) -> bool:
+        return await self._acall(limits_sql.slot_woken, key, holder, now=self.clock.time())
+
+    def scheduled(self, queue: str, limit: int = 100) -> list[Envelope]:
+        return self._call(control_sql.scheduled, queue, limit, now=self.clock.time())
+
+    def _wake(self, conn: sqlite3.Connection, queue: str, ids: Sequence[str]) -> int:
+        with immediate(conn):
+            woken = control_sql.wake(conn, queue, ids, now=self.clock.time())
+        if woken:
+            self._ring(CONSUMERS)
+        return woken
+
+    async def wake_delayed(self, queue: str, ids: Sequence[str]) -> int:
+        if not ids:
+            return 0
+        return await self._acall(self._wake, queue, list(ids))
 
     # -- lifecycle --------------------------------------------------------------------------
     def close(self) -> None:

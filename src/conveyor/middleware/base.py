@@ -71,6 +71,18 @@ class Verdict:
         return cls(Action.ACK, state)
 
     @classmethod
+    def defer(cls, delay: float, reason: str) -> Verdict:
+        """Not run yet: the message comes back after ``delay`` seconds with its body unchanged,
+        recording nothing. Not a retry of the task (its retries stay as they are); features that
+        wait for a free rate or slot without holding a worker slot use it."""
+        return cls(Action.RETRY, None, delay=delay, reason=reason)
+
+    @property
+    def deferred(self) -> bool:
+        """True for a :meth:`defer` verdict."""
+        return self.action is Action.RETRY and self.state is None
+
+    @classmethod
     def dead(cls, reason: str, error: ErrorInfo | None) -> Verdict:
         """Given up: dead-lettered with ``reason``, its result FAILURE with ``error``."""
         return cls(Action.DEAD_LETTER, State.FAILURE, error=error, reason=reason)
@@ -152,7 +164,9 @@ class Middleware:
         return verdict
 
     async def after_settle(self, job: Job, verdict: Verdict) -> None:
-        if verdict.action is Action.RETRY:
+        if verdict.deferred:
+            await self.after_defer(job, verdict.delay, verdict.reason)
+        elif verdict.action is Action.RETRY:
             await self.after_retry(job, verdict.delay, verdict.error)
         elif verdict.state is State.SUCCESS:
             await self.after_success(job, verdict.value)
@@ -174,6 +188,10 @@ class Middleware:
     async def after_retry(self, job: Job, delay: float, error: ErrorInfo | None) -> None:
         return None
 
+    async def after_defer(self, job: Job, delay: float, reason: str) -> None:
+        """Not run yet: put back for ``delay`` seconds (a rate limit, a busy concurrency key)."""
+        return None
+
     async def after_skip(self, job: Job, state: State | None) -> None:
         """Not run: expired, revoked, already finished (``state`` says which, if any)."""
         return None
@@ -185,7 +203,17 @@ class Middleware:
 
 
 _AFTER_SETTLE = ("after_settle", "after_success", "after_failure", "after_retry", "after_skip",
-                 "after_dead_letter")
+                 "after_dead_letter", "after_defer")
+
+#: The option a ``before_publish`` hook sets (with the message's id changed to the queued
+#: one's) to say "this call is already queued": the producer then sends nothing and returns the
+#: queued task's result handle (unique tasks use it).
+DUPLICATE_OF = "duplicate_of"
+
+
+def is_duplicate(message: Message) -> bool:
+    """True when a ``before_publish`` hook marked ``message`` as already queued."""
+    return DUPLICATE_OF in message.options
 
 
 def overrides(middleware: Middleware, *hooks: str) -> bool:
