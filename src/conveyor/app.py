@@ -35,6 +35,7 @@ from .urls import mask_url
 if TYPE_CHECKING:
     from .brokers import Broker, ResultBackend
     from .canvas import Signature
+    from .control.api import Control
     from .events import Event
 
 P = ParamSpec("P")
@@ -189,6 +190,15 @@ class Conveyor:
         for store in self._stores.values():
             await store.aclose()
         self._stores = {}
+
+    # -- control --------------------------------------------------------------------------
+    @property
+    def control(self) -> Control:
+        """Remote control of this app's workers: revoke, rate limits, shutdown, ping and
+        ``inspect()`` (see :mod:`conveyor.control`)."""
+        from .control.api import Control
+
+        return Control(self)
 
     # -- events ---------------------------------------------------------------------------
     async def events(self, after: str | None = None, *,

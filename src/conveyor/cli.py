@@ -1,4 +1,5 @@
-"""The ``conveyor`` command: worker, inspect, purge, result, events, dashboard, metrics and dlq
+"""The ``conveyor`` command: worker, inspect, control, revoke, purge, result, events,
+dashboard, metrics and dlq
 (dead letters)."""
 
 from __future__ import annotations
@@ -9,12 +10,14 @@ from typing import TYPE_CHECKING
 
 import click
 
+from .control import cli as _control_cli
 from .errors import ConveyorError
 from .loader import load_app
 
 if TYPE_CHECKING:
     from .app import Conveyor
     from .brokers import DeadLetterAdmin, QueueAdmin
+    from .worker.groups import QueueGroup
 
 APP_OPTION = click.option("-A", "--app", "app_path", required=True, envvar="CONVEYOR_APP",
                           help="The application: module or module:attribute.")
@@ -33,7 +36,9 @@ def cli() -> None:
 @cli.command()
 @APP_OPTION
 @click.option("-Q", "--queues", default="default", show_default=True,
-              help="Comma-separated queues to consume, earlier ones first on ties.")
+              help="Comma-separated queues to consume, earlier ones first on ties; QUEUE:N "
+                   "gives a queue N slots of its own (-Q emails:4,reports:1,default), the "
+                   "queues without a number share the rest of -c.")
 @click.option("-c", "--concurrency", type=int, default=None,
               help="Processes (process pool) or concurrent tasks (thread/async). Default: CPUs.")
 @click.option("--pool", type=click.Choice(["process", "thread", "async"]), default="process",
@@ -56,35 +61,38 @@ def worker(app_path: str, queues: str, concurrency: int | None, pool: str,
            loglevel: str, logfile: str | None) -> None:
     """Run a worker that consumes QUEUES and executes their tasks."""
     from .worker.child import configure_logging
-    from .worker.pools import Options, Supervisor, child_argv, default_name, run_in_process
+    from .worker.pools import (
+        Options,
+        Supervisor,
+        child_argv,
+        child_plan,
+        default_name,
+        run_in_process,
+    )
 
     configure_logging(loglevel, logfile)
-    count = concurrency or os.cpu_count() or 1
-    options = Options(_queues(queues), count, pool, grace, lease, prefetch,
-                      name or default_name(), True, app_path)
+    names, groups = _queue_groups(queues, concurrency)
+    count = sum(g.slots for g in groups) if groups else concurrency or os.cpu_count() or 1
+    options = Options(names, count, pool, grace, lease, prefetch, name or default_name(), True,
+                      app_path, tuple(groups))
     if pool == "process":
         argv = child_argv(options, loglevel=loglevel, logfile=logfile)
-        raise SystemExit(Supervisor(argv, count).run())
+        plan = child_plan(options, loglevel=loglevel, logfile=logfile)
+        raise SystemExit(Supervisor(argv, count, plan=plan).run())
     run_in_process(_load(app_path), options)
 
 
-@cli.command()
-@APP_OPTION
-@click.option("-Q", "--queues", default=None, help="Queues to show (default: all known).")
-def inspect(app_path: str, queues: str | None) -> None:
-    """Show ready, in-flight, delayed and dead counts per queue."""
-    from rich.console import Console
-    from rich.table import Table
+def _queue_groups(spec: str, concurrency: int | None) -> tuple[list[str], list[QueueGroup]]:
+    """The queue names of ``-Q`` and its slot groups (none when no queue has a number)."""
+    from .worker.groups import parse_queues, plan_groups
 
-    app = _load(app_path)
-    admin = _admin(app)
-    names = _queues(queues) if queues else admin.queues()
-    table = Table("queue", "ready", "in flight", "delayed", "dead",
-                  title=f"{app.name} @ {app.broker.url}")
-    for name in names:
-        s = admin.stats(name)
-        table.add_row(name, str(s.ready), str(s.in_flight), str(s.delayed), str(s.dead))
-    Console().print(table)
+    try:
+        items = parse_queues(spec)
+        numbered = any(n is not None for _, n in items)
+        groups = plan_groups(items, concurrency, os.cpu_count() or 1) if numbered else []
+    except ConveyorError as exc:
+        raise click.BadParameter(str(exc), param_hint="-Q/-c") from None
+    return [name for name, _ in items], groups
 
 
 @cli.command()
@@ -223,6 +231,9 @@ def dlq_purge(app_path: str, queue: str | None, yes: bool) -> None:
     if not yes:
         click.confirm("Delete these dead letters for good?", abort=True)
     click.echo(f"purged {_dead(_load(app_path)).purge_dead(queue)} dead letter(s)")
+
+
+_control_cli.register(cli)  # inspect (queues, active, scheduled, ...), control, revoke
 
 
 def _admin(app: Conveyor) -> QueueAdmin:

@@ -3,7 +3,8 @@ dashboard, metrics and ``inspect``.
 
 Every state change of a task produces one (``task-sent`` when enabled, ``task-received``,
 ``task-started``, ``task-succeeded`` with its runtime, ``task-failed`` with the error's type and
-message, ``task-retried``, ``task-revoked``, ``task-expired``, ``task-dead-lettered``), and every
+message, ``task-retried``, ``task-revoked``, ``task-expired``, ``task-dead-lettered``, and
+``task-deferred`` when it waits for a rate limit or a concurrency slot), and every
 worker process announces itself (``worker-online``), beats (``worker-heartbeat``, every
 ``heartbeat_interval`` seconds, with what it runs now and its counters) and leaves
 (``worker-offline``). Stores keep events with bounded retention (a count and an age) in an
@@ -32,12 +33,13 @@ TASK_RETRIED = "task-retried"
 TASK_REVOKED = "task-revoked"
 TASK_EXPIRED = "task-expired"
 TASK_DEAD_LETTERED = "task-dead-lettered"
+TASK_DEFERRED = "task-deferred"  # put back to wait for a rate limit or a concurrency slot
 WORKER_ONLINE = "worker-online"
 WORKER_HEARTBEAT = "worker-heartbeat"
 WORKER_OFFLINE = "worker-offline"
 
 TASK_KINDS = (TASK_SENT, TASK_RECEIVED, TASK_STARTED, TASK_SUCCEEDED, TASK_FAILED, TASK_RETRIED,
-              TASK_REVOKED, TASK_EXPIRED, TASK_DEAD_LETTERED)
+              TASK_REVOKED, TASK_EXPIRED, TASK_DEAD_LETTERED, TASK_DEFERRED)
 WORKER_KINDS = (WORKER_ONLINE, WORKER_HEARTBEAT, WORKER_OFFLINE)
 
 #: Heartbeats missed before a worker counts as offline.

@@ -14,7 +14,6 @@ if TYPE_CHECKING:
     from .app import Conveyor
 
 R = TypeVar("R")
-_REVOKE_ATTEMPT = 2**62  # above any real attempt, so a revoke outranks a running task's writes
 
 
 class AsyncResult(Generic[R]):
@@ -124,12 +123,11 @@ class AsyncResult(Generic[R]):
         """Delete the stored outcome."""
         self.app.backend.forget(self.id)
 
-    def revoke(self) -> bool:
-        """Mark the task REVOKED: a worker that has not started it skips it. A task already
-        running finishes, but its outcome is discarded. False if it was already final."""
-        outcome = Outcome(State.REVOKED, at=self.app.clock.time())
-        record = outcome.encode(self.app.codec, _REVOKE_ATTEMPT)
-        return self.app.backend.store(self.id, record, self.app.result_ttl)
+    def revoke(self, terminate: bool = False) -> bool:
+        """Revoke the task, as ``app.control.revoke(id)``: if it has not started it never runs
+        anywhere; a task already running finishes (its outcome discarded) unless ``terminate``
+        stops it where it runs. Its state becomes REVOKED. False if it was already final."""
+        return self.id in self.app.control.revoke(self.id, terminate=terminate)
 
 
 def collect(results: list[AsyncResult[R]], timeout: float | None = None) -> list[R]:

@@ -7,33 +7,46 @@
 from __future__ import annotations
 
 from .base import Action, Call, Chain, Job, Middleware, Verdict
+from .concurrency_keys import ConcurrencyKeys
 from .delivery_limit import DeliveryLimit
 from .events import Events
 from .expiry import Expiry
 from .logs import TaskLog
+from .rate_limits import RateLimits
+from .remote_control import RemoteControl
 from .results import Results
 from .retries import Retries
+from .revocation import Revocation
 from .time_limits import TimeLimits
+from .unique import UniqueTasks
 
 
 def default_middleware() -> list[Middleware]:
-    """The built-in features in the order they see a delivery."""
-    return [Events(), TaskLog(), DeliveryLimit(), Expiry(), Results(), TimeLimits(), Retries()]
+    """The built-in features in the order they see a delivery. Revocation, concurrency keys and
+    rate limits decide before Results records STARTED, so a task that is not run (or waits) is
+    not marked started; Revocation judges a terminated run before Retries could retry it."""
+    return [Events(), TaskLog(), RemoteControl(), DeliveryLimit(), Expiry(), Revocation(),
+            ConcurrencyKeys(), RateLimits(), Results(), TimeLimits(), UniqueTasks(), Retries()]
 
 
 __all__ = [
     "Action",
     "Call",
     "Chain",
+    "ConcurrencyKeys",
     "DeliveryLimit",
     "Events",
     "Expiry",
     "Job",
     "Middleware",
+    "RateLimits",
+    "RemoteControl",
     "Results",
     "Retries",
+    "Revocation",
     "TaskLog",
     "TimeLimits",
+    "UniqueTasks",
     "Verdict",
     "default_middleware",
 ]

@@ -121,6 +121,9 @@ class Events(Middleware):
         error = verdict.error
         details: dict[str, Any] = {} if error is None else {"error": error.type,
                                                              "message": error.message}
+        if verdict.deferred:
+            await _emit(job, ev.TASK_DEFERRED, delay=verdict.delay, reason=verdict.reason)
+            return
         if verdict.action is Action.RETRY:
             await _emit(job, ev.TASK_RETRIED, delay=verdict.delay, runtime=runtime, **details)
             return
@@ -168,7 +171,8 @@ def worker_event(worker: Worker, kind: str) -> Event:
         "active": active, "processed": worker.processed, "failed": worker.failed,
         "load": list(os.getloadavg()) if hasattr(os, "getloadavg") else [],
         "interval": worker.app.conf.heartbeat_interval, "started_at": worker.started_at,
-        "broker": worker.app.broker.url})
+        "broker": worker.app.broker.url, "groups": worker.lanes(),
+        **({"tasks": sorted(worker.app.tasks)} if kind == ev.WORKER_ONLINE else {})})
 
 
 def require_event_log(app: Conveyor) -> EventLog:

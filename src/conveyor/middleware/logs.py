@@ -20,7 +20,9 @@ class TaskLog(Middleware):
         head = f"{job.name}[{job.id}]"
         error = verdict.error
         why = f": {error.type}: {error.message}" if error is not None else ""
-        if verdict.action is Action.RETRY:
+        if verdict.deferred:
+            log.debug("%s waits %.2fs: %s", head, verdict.delay, verdict.reason)
+        elif verdict.action is Action.RETRY:
             log.warning("%s RETRY in %.2fs after %.3fs%s", head, verdict.delay, runtime, why)
         elif verdict.action is Action.DEAD_LETTER:
             log.warning("%s %s, dead-lettered: %s", head, verdict.state or "-", verdict.reason)

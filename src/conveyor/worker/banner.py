@@ -18,7 +18,8 @@ def banner(app: Conveyor, worker: Worker, options: Options) -> str:
         ("app", f"{app.name} ({options.app_path})" if options.app_path else app.name),
         ("broker", app.broker.url),
         ("results", results),
-        ("queues", ", ".join(options.queues)),
+        ("queues", ", ".join(g.describe() for g in options.groups) if options.groups
+                   else ", ".join(options.queues)),
         ("pool", f"{options.pool}, concurrency {options.concurrency}"
                  f" (prefetch {worker.prefetch} per process)"),
         (f"tasks ({len(tasks)})", ", ".join(tasks) or "none registered"),

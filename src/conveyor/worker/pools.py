@@ -7,6 +7,13 @@
 - ``thread``: one process running up to N sync tasks in threads (async tasks on its loop).
 - ``async``: one process running up to N tasks concurrently; meant for ``async def`` tasks.
 
+With per-queue slots (``-Q emails:4,reports:1,default``, see :mod:`conveyor.worker.groups`) the
+process pool gives each child one group's queues: four children consume only ``emails``, one
+``reports``, the rest of ``-c`` the others, and a replaced child keeps its group.
+
+A child stopped by ``conveyor control shutdown`` exits with :data:`EXIT_SHUTDOWN`; the
+supervisor then stops the others gracefully and exits instead of replacing it.
+
 A child that cannot start (its application does not import, a bad setting) exits with
 :data:`EXIT_CONFIG` after printing why; the supervisor then stops the whole worker with that one
 error and a non-zero exit instead of restarting children forever. The first child is started
@@ -30,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..clock import SYSTEM, Clock
+from .groups import QueueGroup
 
 if TYPE_CHECKING:
     from ..app import Conveyor
@@ -40,6 +48,8 @@ POOLS = ("process", "thread", "async")
 
 #: The exit code of a process that could not start (sysexits' EX_CONFIG).
 EXIT_CONFIG = 78
+#: The exit code of a process stopped by a remote shutdown (``conveyor control shutdown``).
+EXIT_SHUTDOWN = 100
 #: A child that lived less than this counts as dying young; restarts back off up to the cap.
 YOUNG, BACKOFF_CAP = 10.0, 30.0
 #: How long the first child may take to import the application and start consuming.
@@ -64,6 +74,7 @@ class Options:
     name: str | None = None
     banner: bool = False
     app_path: str = ""
+    groups: Sequence[QueueGroup] = ()
 
 
 def run_in_process(app: Conveyor, options: Options, *, parent: int | None = None,
@@ -74,17 +85,21 @@ def run_in_process(app: Conveyor, options: Options, *, parent: int | None = None
     from .banner import banner
     from .worker import Worker
 
+    exit_code: list[int] = []  # what the worker asked to exit with (a remote shutdown)
+
     async def main() -> None:
         size = 1 if options.pool == "process" else options.concurrency
+        groups = options.groups if options.pool != "process" else ()
         worker = Worker(app, options.queues, concurrency=size, prefetch=options.prefetch,
                         grace=options.grace, lease=options.lease, name=options.name,
-                        pool=options.pool, exit_on_runaway=parent is not None)
+                        pool=options.pool, exit_on_runaway=parent is not None, groups=groups)
         worker.install_signal_handlers()
         watch = asyncio.ensure_future(_watch_parent(worker, parent)) if parent else None
         started = asyncio.ensure_future(_when_started(worker, options, ready_fd))
         try:
             await worker.run()
         finally:
+            exit_code.append(worker.exit_code)
             for job in (watch, started):
                 if job is not None:
                     job.cancel()
@@ -100,10 +115,13 @@ def run_in_process(app: Conveyor, options: Options, *, parent: int | None = None
                 os.close(fd)
 
     asyncio.run(main())
-    _exit_past_stuck_threads()
+    code = exit_code[-1] if exit_code else 0
+    _exit_past_stuck_threads(code)
+    if code:
+        raise SystemExit(code)
 
 
-def _exit_past_stuck_threads() -> None:
+def _exit_past_stuck_threads(code: int = 0) -> None:
     """Leave even if a sync task's thread is still running (stopped fast, or past its time
     limit): its message was already given back or settled, and a thread cannot be killed."""
     if any(t.is_alive() and not t.daemon for t in threading.enumerate()
@@ -112,7 +130,7 @@ def _exit_past_stuck_threads() -> None:
         logging.shutdown()
         sys.stdout.flush()
         sys.stderr.flush()
-        os._exit(0)
+        os._exit(code)
 
 
 async def _watch_parent(worker: Worker, parent: int) -> None:
@@ -130,15 +148,18 @@ async def _watch_parent(worker: Worker, parent: int) -> None:
 class _Child:
     proc: subprocess.Popen[bytes]
     started: float
+    argv: list[str]
 
 
 @dataclass(slots=True)
 class Supervisor:
-    """Keeps ``processes`` children running ``child_argv`` until told to stop."""
+    """Keeps ``processes`` children running ``child_argv`` until told to stop; with ``plan``,
+    child ``i`` runs ``plan[i]`` (its queue group) instead, and its replacement too."""
 
     child_argv: list[str]
     processes: int
     clock: Clock = SYSTEM
+    plan: list[list[str]] = field(default_factory=list)
     children: dict[int, _Child] = field(default_factory=dict)
     stops: int = 0
     failed: str | None = None
@@ -148,9 +169,10 @@ class Supervisor:
         """Start the children and keep them running; the exit code of the worker command."""
         for sig in (signal.SIGTERM, signal.SIGINT):
             signal.signal(sig, self._forward)
-        if self._start_first():
-            for _ in range(self.processes - 1):
-                self._spawn()
+        argvs = self.plan or [self.child_argv] * self.processes
+        if self._start_first(argvs[0]):
+            for argv in argvs[1:]:
+                self._spawn(argv)
         while self.children:
             try:
                 pid, status = os.wait()
@@ -159,10 +181,10 @@ class Supervisor:
             self._reap(pid, os.waitstatus_to_exitcode(status))
         return 1 if self.failed else 0
 
-    def _start_first(self) -> bool:
+    def _start_first(self, argv: list[str]) -> bool:
         """Start one child and wait until it consumes; False if it could not start."""
         while not self.stops:
-            code = self._try_first()
+            code = self._try_first(argv)
             if code is None:
                 return True
             if code == EXIT_CONFIG:  # it printed why; stopping here keeps that the only line
@@ -172,11 +194,11 @@ class Supervisor:
             self._backoff(young=True)
         return False
 
-    def _try_first(self) -> int | None:
+    def _try_first(self, argv: list[str]) -> int | None:
         """None once the child reports it consumes (or is still starting at the timeout, or
         a stop came), else its exit code."""
         read, write = os.pipe()
-        child = self._spawn(["--banner", "--ready-fd", str(write)], keep=write)
+        child = self._spawn(argv, ["--banner", "--ready-fd", str(write)], keep=write)
         os.close(write)
         deadline = self.clock.monotonic() + START_TIMEOUT
         try:
@@ -192,13 +214,14 @@ class Supervisor:
         finally:
             os.close(read)
 
-    def _spawn(self, extra: Sequence[str] = (), keep: int | None = None) -> _Child:
-        argv = [*self.child_argv, *extra, "--parent-pid", str(os.getpid())]
+    def _spawn(self, base: list[str], extra: Sequence[str] = (),
+               keep: int | None = None) -> _Child:
+        argv = [*base, *extra, "--parent-pid", str(os.getpid())]
         # Own session: a terminal's Ctrl-C reaches only the supervisor, which forwards it once;
         # reaching the children directly too would count as a second, fast-stop signal.
         proc = subprocess.Popen(argv, start_new_session=True,
                                 pass_fds=() if keep is None else (keep,))
-        child = _Child(proc, self.clock.monotonic())
+        child = _Child(proc, self.clock.monotonic(), base)
         self.children[proc.pid] = child
         return child
 
@@ -214,10 +237,14 @@ class Supervisor:
             self.failed = "start-up"
             self._forward(signal.SIGTERM, None)
             return
+        if code == EXIT_SHUTDOWN:
+            log.info("worker process %d was shut down remotely; stopping the worker", pid)
+            self._forward(signal.SIGTERM, None)
+            return
         log.warning("worker process %d exited with %d; starting another", pid, code)
         self._backoff(young=self.clock.monotonic() - child.started < YOUNG)
         if not self.stops:
-            self._spawn()
+            self._spawn(child.argv)
 
     def _backoff(self, young: bool) -> None:
         """Wait before a restart: 0 after a child that lived, doubling after young deaths."""
@@ -235,10 +262,18 @@ class Supervisor:
                 child.proc.send_signal(signum)
 
 
-def child_argv(options: Options, *, loglevel: str, logfile: str | None) -> list[str]:
-    """The command line of one process-pool child."""
+def child_plan(options: Options, *, loglevel: str, logfile: str | None) -> list[list[str]]:
+    """One command line per child: each slot of each queue group (none without groups)."""
+    return [child_argv(options, loglevel=loglevel, logfile=logfile, queues=group.queues)
+            for group in options.groups for _ in range(group.slots)]
+
+
+def child_argv(options: Options, *, loglevel: str, logfile: str | None,
+               queues: Sequence[str] | None = None) -> list[str]:
+    """The command line of one process-pool child (consuming ``queues``, default: all)."""
     argv = [sys.executable, "-m", "conveyor.worker.child", "-A", options.app_path,
-            "-Q", ",".join(options.queues), "--grace", str(options.grace), "-l", loglevel,
+            "-Q", ",".join(queues or options.queues), "--grace", str(options.grace),
+            "-l", loglevel,
             "--pool-size", str(options.concurrency)]
     for flag, value in (("--prefetch", options.prefetch), ("--lease", options.lease),
                         ("--name", options.name), ("--logfile", logfile)):

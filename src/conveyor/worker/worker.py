@@ -21,6 +21,7 @@ from ..middleware.base import Job
 from ..middleware.events import EventBuffer, event_log, retention
 from ..states import State
 from .execution import execute
+from .groups import QueueGroup, group_prefetch
 from .pools import default_name
 from .runner import Runner
 
@@ -34,18 +35,40 @@ log = logging.getLogger("conveyor.worker")
 SHORT_TASK, BATCH = 0.01, 16
 
 
+class _Lane:
+    """One slot group: its consumer and the slots its deliveries wait for."""
+
+    def __init__(self, group: QueueGroup, prefetch: int) -> None:
+        self.group = group
+        self.prefetch = prefetch
+        self.slots = asyncio.Semaphore(group.slots)
+        self.busy = 0
+        self.consumer: Consumer | None = None
+
+    def free(self) -> None:
+        """A run of this lane is over: its slot goes to the next delivery."""
+        self.busy -= 1
+        self.slots.release()
+
+
 class Worker:
     """Consumes ``queues`` of ``app`` and runs up to ``concurrency`` tasks at once, holding at
     most ``prefetch`` messages (default: ``concurrency``). ``await run()`` until stopped.
 
+    ``groups`` (see :mod:`conveyor.worker.groups`) splits the slots between queues: each group
+    has its own consumer, slots and prefetch bound, so a busy queue never takes another's slots.
+
     ``running`` maps delivery ids to the jobs in progress; ``processed`` and ``failed`` count
-    finished deliveries. Heartbeats and ``inspect`` report these.
+    finished deliveries (not those put back to wait for a rate limit or a concurrency slot).
+    Heartbeats and ``inspect`` report these. ``exit_code`` is what the worker's process should
+    exit with (set by a remote shutdown).
     """
 
     def __init__(self, app: Conveyor, queues: Sequence[str] = ("default",), *,
                  concurrency: int = 1, prefetch: int | None = None, grace: float = 30.0,
                  lease: float | None = None, exit_on_runaway: bool = False,
-                 name: str | None = None, pool: str = "async") -> None:
+                 name: str | None = None, pool: str = "async",
+                 groups: Sequence[QueueGroup] | None = None) -> None:
         self.app = app
         self.queues = list(queues)
         self.concurrency = concurrency
@@ -64,26 +87,37 @@ class Worker:
         self.processed = self.failed = 0
         self.started_at = 0.0
         self.events: EventBuffer | None = None
+        self.exit_code = 0
+        self.groups = list(groups or [QueueGroup(tuple(self.queues), concurrency)])
+        self._lanes = self._plan_lanes(groups, prefetch)
         self._tasks: set[asyncio.Task[None]] = set()
-        self._slots = asyncio.Semaphore(concurrency)
-        self._consumer: Consumer | None = None
         self._stopping = asyncio.Event()
         self._stops = 0
 
-    def tune(self, job: Job) -> None:
+    def _plan_lanes(self, groups: Sequence[QueueGroup] | None,
+                    prefetch: int | None) -> list[_Lane]:
+        if not groups:
+            return [_Lane(self.groups[0], self.prefetch)]
+        self.queues = [q for g in groups for q in g.queues]
+        lanes = [_Lane(g, group_prefetch(g, prefetch, self.concurrency)) for g in groups]
+        self.prefetch = sum(lane.prefetch for lane in lanes)
+        return lanes
+
+    def tune(self, job: Job, lane: _Lane) -> None:
         """Adapt prefetch to how long tasks take: short ones (under ``SHORT_TASK`` on average)
         are fetched ``BATCH`` at a time per slot, so claims and settles go in batches; once
         tasks run long, back to what the slots can run now, so no long task sits on messages
         another worker could take. A ``prefetch`` given by the user stays as it is."""
-        if not self._tuned or not job.started or self._consumer is None:
+        if not self._tuned or not job.started or lane.consumer is None:
             return
         took = self.app.clock.monotonic() - job.started
         typical = took if self._typical is None else 0.8 * self._typical + 0.2 * took
         self._typical = typical
-        wanted = self.concurrency * (BATCH if typical < SHORT_TASK else 1)
-        if wanted != self.prefetch:
-            self.prefetch = wanted
-            self._consumer.resize(wanted)
+        wanted = lane.group.slots * (BATCH if typical < SHORT_TASK else 1)
+        if wanted != lane.prefetch:
+            self.prefetch += wanted - lane.prefetch
+            lane.prefetch = wanted
+            lane.consumer.resize(wanted)
 
     def runtime(self, job: Job) -> float:
         """Seconds ``job`` has been running (0 before it started)."""
@@ -94,12 +128,13 @@ class Worker:
         store = event_log(self.app)
         self.events = EventBuffer(store, retention(self.app)) if store is not None else None
         self.started_at = self.app.clock.time()
-        self._consumer = self._open_consumer()
+        for lane in self._lanes:
+            lane.consumer = self._open_consumer(lane)
         await self.app.middleware.worker_start(self)
         log.debug("process %d consuming %s (concurrency %d)", os.getpid(),
-                  ",".join(self.queues), self.concurrency)
+                  " ".join(g.describe() for g in self.groups), self.concurrency)
         try:
-            await self._consume(self._consumer)
+            await asyncio.gather(*(self._consume(lane) for lane in self._lanes))
         finally:
             await self._drain()
             await self.app.middleware.worker_stop(self)
@@ -107,16 +142,23 @@ class Worker:
                 await self.events.close()
             self.runner.close()
 
-    def _open_consumer(self) -> Consumer:
+    def _open_consumer(self, lane: _Lane) -> Consumer:
         consumer = self.app.broker.consume(
-            self.queues, prefetch=self.prefetch, lease=self.lease,
+            list(lane.group.queues), prefetch=lane.prefetch, lease=self.lease,
             # where the broker keeps the results too, it records STARTED while handing out
             record_started=self.app.shared_store)
         if isinstance(consumer, PullConsumer):
             consumer.defer_settles = True  # this loop never waits for a settle (see _handle)
         return consumer
 
-    async def _consume(self, consumer: Consumer) -> None:
+    def lanes(self) -> list[dict[str, object]]:
+        """Each slot group's queues, slots and busy slots (heartbeats report them)."""
+        return [{"queues": list(lane.group.queues), "slots": lane.group.slots,
+                 "busy": lane.busy} for lane in self._lanes]
+
+    async def _consume(self, lane: _Lane) -> None:
+        consumer = lane.consumer
+        assert consumer is not None
         backoff = 0.1
         while not self._stopping.is_set():
             try:
@@ -129,25 +171,26 @@ class Worker:
                 backoff = min(backoff * 2, 5.0)
                 continue
             backoff = 0.1
-            await self._slots.acquire()  # a prefetched message waits here for a free slot
+            await lane.slots.acquire()  # a prefetched message waits here for a free slot
             if self._stopping.is_set():
-                self._slots.release()
+                lane.slots.release()
                 await self._give_back(delivery)
                 return
-            task = asyncio.create_task(self._handle(delivery))
+            lane.busy += 1
+            task = asyncio.create_task(self._handle(delivery, lane))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             if self.runner.runaway and self.exit_on_runaway:
                 await self.stop()
 
-    async def _handle(self, delivery: Delivery) -> None:
-        job = Job(self.app, delivery, self.runner, self, on_ran=self._slots.release)
+    async def _handle(self, delivery: Delivery, lane: _Lane) -> None:
+        job = Job(self.app, delivery, self.runner, self, on_ran=lane.free)
         try:
-            await self._execute(job)
+            await self._execute(job, lane)
         finally:
             job.ran()  # frees the slot if the path ended before it got there
 
-    async def _execute(self, job: Job) -> None:
+    async def _execute(self, job: Job, lane: _Lane) -> None:
         delivery = job.delivery
         self.running[job.id] = job
         try:
@@ -163,11 +206,12 @@ class Worker:
             log.exception("could not settle %s; it returns after its lease", job.id)
             delivery.abandon()
         else:
-            self.processed += 1
-            self.failed += verdict.state is State.FAILURE
+            if not verdict.deferred:
+                self.processed += 1
+                self.failed += verdict.state is State.FAILURE
         finally:
             self.running.pop(job.id, None)
-            self.tune(job)
+            self.tune(job, lane)
         if self.runner.runaway and self.exit_on_runaway:
             await self.stop()
 
@@ -185,15 +229,17 @@ class Worker:
             log.info("worker %s (process %d) stopping: %d task(s) running", self.name,
                      os.getpid(), len(self.running))
         self._stopping.set()
-        if self._consumer is not None:
-            await self._consumer.close()
+        for lane in self._lanes:
+            if lane.consumer is not None:
+                await lane.consumer.close()
         if fast or self._stops > 1:
             for task in list(self._tasks):
                 task.cancel()
 
     async def _drain(self) -> None:
-        if self._consumer is not None:
-            await self._consumer.close()
+        for lane in self._lanes:
+            if lane.consumer is not None:
+                await lane.consumer.close()
         if self._tasks:
             log.info("waiting up to %.0fs for %d running task(s)", self.grace, len(self._tasks))
             _, late = await asyncio.wait(set(self._tasks), timeout=self.grace)
