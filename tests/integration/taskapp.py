@@ -92,3 +92,7 @@ def crashes_its_process(self: Task[Any, Any]) -> None:
 def untracked(seconds: float) -> str:
     time.sleep(seconds)
     return "done"
+
+
+# The control tests' tasks live in their own module, registered on this app.
+from tests.integration import control_tasks as _control_tasks  # noqa: E402, F401
