@@ -334,3 +334,57 @@ def cmd_run(coro: Any) -> Any:
     thread.start()
     thread.join()
     return result[0]
+
+
+async def test_thread_pool_terminate_and_hard_limit_raise_inside_the_thread(
+    started: list[Running]
+) -> None:
+    app = make_app()
+    ended: dict[str, str] = {}
+
+    @app.task(time_limit=0.3)
+    def loops(tag: str) -> None:
+        try:
+            for _ in range(500):
+                time.sleep(0.01)  # between sleeps the thread runs Python: it can be reached
+        except BaseException as exc:
+            ended[tag] = type(exc).__name__
+            raise
+        ended[tag] = "finished"
+
+    @app.task
+    def loops_long(tag: str) -> None:
+        loops.fn(tag)
+
+    start(started, app, concurrency=2, pool="thread")
+    limited = loops.delay("limited")
+    terminated = loops_long.delay("terminated")
+    await until(lambda: terminated.status is State.STARTED)
+    app.control.revoke(terminated, terminate=True)
+    assert (await result_of(app, terminated.id)).status is State.REVOKED
+    with pytest.raises(TimeLimitExceeded):
+        (await result_of(app, limited.id)).get(timeout=0)
+    await until(lambda: len(ended) == 2)
+    assert ended == {"limited": "TimeLimitExceeded", "terminated": "TaskTerminated"}
+
+
+async def test_a_hard_limit_does_not_wait_for_a_coroutine_that_swallows_cancellation(
+    started: list[Running]
+) -> None:
+    app = make_app()
+
+    @app.task(time_limit=0.2)
+    async def stubborn() -> str:
+        for _ in range(3):
+            try:
+                await asyncio.sleep(1)
+            except asyncio.CancelledError:
+                pass
+        return "outlasted"
+
+    start(started, app)
+    result = stubborn.delay()
+    began = time.monotonic()
+    with pytest.raises(TimeLimitExceeded):
+        (await result_of(app, result.id)).get(timeout=0)
+    assert time.monotonic() - began < 1

@@ -9,8 +9,8 @@ becomes due at once (:class:`~conveyor.brokers.DelayedWake`), at the place in th
 deferral gave it. Meanwhile the queue keeps flowing with other keys' tasks, so one tenant's burst
 waits in its own line and cannot starve the others. A waiter sleeps at most
 ``concurrency_recheck`` seconds (a holder that died frees its slot after its lease, with nobody
-to wake the line; brokers that cannot wake messages early rely on this alone). Slots are renewed
-while their run lasts.
+to wake the line); on a broker that cannot wake messages early (RabbitMQ) waiters look again
+every :data:`NO_WAKE_RECHECK` seconds instead. Slots are renewed while their run lasts.
 """
 
 from __future__ import annotations
@@ -29,6 +29,8 @@ from .base import Call, Job, Middleware, Verdict
 log = logging.getLogger("conveyor.worker")
 
 _HOLDS, _WAITS = "concurrency.holds", "concurrency.waits"
+#: A waiter's longest sleep on a broker without early wake-ups (they then look again).
+NO_WAKE_RECHECK = 2.0
 
 
 class ConcurrencyKeys(Middleware):
@@ -42,7 +44,7 @@ class ConcurrencyKeys(Middleware):
             return None
         key, limit = spec
         slots, (queue, lease) = _slots(job), _where(job)
-        patience = job.app.conf.concurrency_recheck + lease
+        patience = recheck(job) + lease
         granted, woken = await slots.acquire_slot(key, limit, job.id, lease,
                                                   Waiter(queue, job.id), patience)
         await _wake(job, woken)
@@ -50,8 +52,7 @@ class ConcurrencyKeys(Middleware):
             job.scratch[_HOLDS] = key
             return None
         job.scratch[_WAITS] = key
-        return Verdict.defer(job.app.conf.concurrency_recheck,
-                             f"concurrency key {key!r} has {limit} running")
+        return Verdict.defer(recheck(job), f"concurrency key {key!r} has {limit} running")
 
     async def around_run(self, job: Job, call: Call) -> Any:
         key = job.scratch.get(_HOLDS)
@@ -86,6 +87,13 @@ def key_of(job: Job) -> tuple[str, int] | None:
     limit = task.options.concurrency_limit or 1
     value = task.options.concurrency_key(*message.args, **message.kwargs)
     return f"{job.app.name}:{task.name}:{value}", limit
+
+
+def recheck(job: Job) -> float:
+    """How long a waiter sleeps at most: ``concurrency_recheck``, or at most
+    :data:`NO_WAKE_RECHECK` seconds on a broker that cannot wake it early."""
+    seconds = float(job.app.conf.concurrency_recheck)
+    return seconds if isinstance(job.app.broker, DelayedWake) else min(seconds, NO_WAKE_RECHECK)
 
 
 def _slots(job: Job) -> ConcurrencySlots:

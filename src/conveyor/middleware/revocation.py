@@ -26,6 +26,7 @@ from .base import Call, Job, Middleware, Verdict
 from .remote_control import Commanded
 
 if TYPE_CHECKING:
+    from ..app import Conveyor
     from ..events import Event
     from ..worker.worker import Worker
 
@@ -38,16 +39,26 @@ class Revocation(Middleware, Commanded):
     commands = (cmd.REVOKE,)
 
     def __init__(self) -> None:
-        self.revoked: set[str] = set()
+        #: Revoked ids and until when this process remembers them (the store's TTL at most).
+        self.revoked: dict[str, float] = {}
+        self._pruned_at = 0
+
+    def remember(self, app: Conveyor, ids: list[str]) -> None:
+        until = app.clock.time() + float(app.conf.revoke_ttl)
+        self.revoked.update(dict.fromkeys(ids, until))
+        if len(self.revoked) > self._pruned_at + 10_000:  # now and then, drop expired ones
+            now = app.clock.time()
+            self.revoked = {i: t for i, t in self.revoked.items() if t > now}
+            self._pruned_at = len(self.revoked)
 
     async def control_start(self, worker: Worker) -> None:
         backend = worker.app.backend
         if isinstance(backend, Revocations):
-            self.revoked.update(await backend.arevoked_ids())
+            self.remember(worker.app, await backend.arevoked_ids())
 
     async def on_command(self, worker: Worker, entry: Event) -> dict[str, Any] | None:
         ids = [str(i) for i in entry.fields.get("ids", [])]
-        self.revoked.update(ids)
+        self.remember(worker.app, ids)
         stopped = [job.id for job in (worker.running.get(i) for i in ids)
                    if job is not None and entry.fields.get("terminate") and terminate(job)]
         return {"revoked": len(ids), "terminated": stopped}

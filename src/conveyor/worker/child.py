@@ -12,6 +12,7 @@ import sys
 
 from ..errors import ConfigurationError
 from ..loader import load_app
+from .groups import QueueGroup
 from .pools import EXIT_CONFIG, Options, run_in_process
 
 LOG_FORMAT = "%(asctime)s %(levelname)-7s [%(process)d] %(name)s: %(message)s"
@@ -39,6 +40,8 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--banner", action="store_true")
     parser.add_argument("-l", "--loglevel", default="info")
     parser.add_argument("--logfile", default=None)
+    parser.add_argument("--groups", default=None, help="the whole worker's slot groups, shown"
+                        " in the banner: 'emails:4 default:3'")
     args = parser.parse_args(argv)
     configure_logging(args.loglevel, args.logfile)
     try:
@@ -47,8 +50,18 @@ def main(argv: list[str] | None = None) -> None:
         print(f"Error: {exc}", file=sys.stderr, flush=True)
         raise SystemExit(EXIT_CONFIG) from None
     options = Options([q for q in args.queues.split(",") if q], args.pool_size, "process",
-                      args.grace, args.lease, args.prefetch, args.name, args.banner, args.app)
+                      args.grace, args.lease, args.prefetch, args.name, args.banner, args.app,
+                      _groups(args.groups))
     run_in_process(app, options, parent=args.parent_pid, ready_fd=args.ready_fd)
+
+
+def _groups(shown: str | None) -> tuple[QueueGroup, ...]:
+    """Slot groups from their ``describe()`` forms, space-separated."""
+    found = []
+    for part in (shown or "").split():
+        queues, _, slots = part.rpartition(":")
+        found.append(QueueGroup(tuple(queues.split(",")), int(slots)))
+    return tuple(found)
 
 
 if __name__ == "__main__":

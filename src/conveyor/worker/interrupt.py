@@ -34,6 +34,7 @@ class Running:
         self.future: asyncio.Future[Any] | None = None  # what the runner awaits
         self.pending: BaseException | None = None  # to throw into the coroutine
         self.stopped: BaseException | None = None  # what the stopped call raises
+        self._halted = asyncio.get_running_loop().create_future()  # set by stop()
 
     def interrupt(self, exc: BaseException) -> None:
         """Raise ``exc`` inside the task at its next chance; it may catch it."""
@@ -50,6 +51,8 @@ class Running:
         if self.stopped is not None:
             return
         self.stopped = exc
+        if not self._halted.done():
+            self._halted.set_result(None)
         if self.task is not None:
             self.task.cancel()
         self._raise_in_thread(type(exc))
@@ -67,15 +70,19 @@ class Running:
         return self.thread is not None
 
     async def outcome(self) -> Any:
-        """Await the call; a stopped one raises what it was stopped with."""
+        """Await the call; a stopped one raises what it was stopped with at once, even if it
+        goes on (a thread in C code, a coroutine that swallows its cancellation)."""
         assert self.future is not None
         try:
-            return await self.future
-        except asyncio.CancelledError:
-            current = asyncio.current_task()
-            if self.stopped is not None and (current is None or not current.cancelling()):
-                raise self.stopped from None
+            await asyncio.wait({self.future, self._halted}, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:  # the worker stops: the call is cancelled with it
+            self.future.cancel()
             raise
+        if self.future.done() and not self.future.cancelled():
+            return self.future.result()
+        if self.stopped is not None:
+            raise self.stopped from None
+        return self.future.result()  # cancelled from elsewhere: CancelledError
 
 
 def raise_in_thread(ident: int, kind: type[BaseException]) -> bool:

@@ -275,8 +275,9 @@ def child_argv(options: Options, *, loglevel: str, logfile: str | None,
             "-Q", ",".join(queues or options.queues), "--grace", str(options.grace),
             "-l", loglevel,
             "--pool-size", str(options.concurrency)]
+    shown = " ".join(g.describe() for g in options.groups) or None  # the banner's queues
     for flag, value in (("--prefetch", options.prefetch), ("--lease", options.lease),
-                        ("--name", options.name), ("--logfile", logfile)):
+                        ("--name", options.name), ("--logfile", logfile), ("--groups", shown)):
         if value is not None:
             argv += [flag, str(value)]
     return argv
