@@ -50,13 +50,13 @@ class RemoteControl(Middleware):
         stream = cmd.control_log(worker.app)
         if stream is None:
             return
+        cursor: str | None = None
         try:
             cursor = await stream.alast_control_id() or "0"
             for feature in _features(worker):
                 await feature.control_start(worker)
         except BrokerError as exc:  # the consumer rides the outage out; so do commands
             log.warning("could not load control state: %s", exc)
-            cursor = "0"
         self._followers[id(worker)] = asyncio.ensure_future(_follow(worker, stream, cursor))
 
     async def worker_stop(self, worker: Worker) -> None:
@@ -69,10 +69,12 @@ def _features(worker: Worker) -> list[Commanded]:
     return [m for m in worker.app.middleware.all if isinstance(m, Commanded)]
 
 
-async def _follow(worker: Worker, stream: ControlLog, cursor: str) -> None:
+async def _follow(worker: Worker, stream: ControlLog, cursor: str | None) -> None:
     backoff = 0.5
     while True:
         try:
+            if cursor is None:  # the store was down at start: from what comes next
+                cursor = await stream.alast_control_id() or "0"
             entries = await stream.aread_control(cursor, 100, 5.0)
         except BrokerError as exc:
             log.warning("control stream unreadable, retrying in %.1fs: %s", backoff, exc)

@@ -109,6 +109,9 @@ def drive(coro: Coroutine[Any, Any, Any], running: Running) -> Generator[Any, An
         value, error = None, None
         try:
             value = yield step
+        except GeneratorExit:  # the task is being destroyed: close the coroutine with it
+            coro.close()
+            raise
         except asyncio.CancelledError as cancelled:
             error, running.pending = running.pending or cancelled, None
             if error is not cancelled:

@@ -82,7 +82,6 @@ def run_in_process(app: Conveyor, options: Options, *, parent: int | None = None
     """Run one Worker in this process until a signal (or the parent's death) stops it."""
     import asyncio  # here, not at the top: the supervisor never needs an event loop
 
-    from .banner import banner
     from .worker import Worker
 
     exit_code: list[int] = []  # what the worker asked to exit with (a remote shutdown)
@@ -95,7 +94,7 @@ def run_in_process(app: Conveyor, options: Options, *, parent: int | None = None
                         pool=options.pool, exit_on_runaway=parent is not None, groups=groups)
         worker.install_signal_handlers()
         watch = asyncio.ensure_future(_watch_parent(worker, parent)) if parent else None
-        started = asyncio.ensure_future(_when_started(worker, options, ready_fd))
+        started = asyncio.ensure_future(_when_started(app, worker, options, ready_fd))
         try:
             await worker.run()
         finally:
@@ -105,20 +104,25 @@ def run_in_process(app: Conveyor, options: Options, *, parent: int | None = None
                     job.cancel()
             await app.aclose()
 
-    async def _when_started(worker: Worker, opts: Options, fd: int | None) -> None:
-        await asyncio.sleep(0)  # run() has opened the consumer and started the middleware
-        if opts.banner:
-            log.info("%s", banner(app, worker, opts))
-        if fd is not None:
-            with contextlib.suppress(OSError):
-                os.write(fd, b"ready\n")
-                os.close(fd)
-
     asyncio.run(main())
     code = exit_code[-1] if exit_code else 0
     _exit_past_stuck_threads(code)
     if code:
         raise SystemExit(code)
+
+
+async def _when_started(app: Conveyor, worker: Worker, opts: Options, fd: int | None) -> None:
+    import asyncio
+
+    from .banner import banner
+
+    await asyncio.sleep(0)  # run() has opened the consumer and started the middleware
+    if opts.banner:
+        log.info("%s", banner(app, worker, opts))
+    if fd is not None:
+        with contextlib.suppress(OSError):
+            os.write(fd, b"ready\n")
+            os.close(fd)
 
 
 def _exit_past_stuck_threads(code: int = 0) -> None:
