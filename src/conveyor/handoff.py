@@ -9,9 +9,11 @@ store's statements, a sync task's body).
 from __future__ import annotations
 
 import asyncio
+import atexit
 import contextlib
 import queue
 import threading
+import weakref
 from collections.abc import Callable
 from typing import Any, TypeVar
 
@@ -21,7 +23,12 @@ _Item = tuple[Callable[[], Any], "asyncio.Future[Any] | None", "asyncio.Abstract
 
 
 class Handoff:
-    """``threads`` threads (started on first use) running submitted calls in arrival order."""
+    """``threads`` threads (started on first use) running submitted calls in arrival order.
+
+    The threads are daemon threads, so a program that used an async store method and never
+    closed the store still exits (non-daemon ones would keep it alive, blocked on the queue);
+    at exit, a handoff nobody closed finishes what was submitted first (:func:`_drain_all`).
+    """
 
     def __init__(self, threads: int, name: str) -> None:
         self.size = max(threads, 1)
@@ -30,6 +37,7 @@ class Handoff:
         self._threads: list[threading.Thread] = []
         self._lock = threading.Lock()
         self._closed = False
+        _OPEN.add(self)
 
     def call(self, fn: Callable[[], T]) -> asyncio.Future[T]:
         """Run ``fn`` in a thread; the future resolves on the calling loop."""
@@ -53,7 +61,7 @@ class Handoff:
             return
         with self._lock:
             while len(self._threads) < self.size:
-                thread = threading.Thread(target=self._work,
+                thread = threading.Thread(target=self._work, daemon=True,
                                           name=f"{self.name}-{len(self._threads)}")
                 thread.start()
                 self._threads.append(thread)
@@ -91,3 +99,13 @@ def _deliver(future: asyncio.Future[Any], result: Any, failed: bool) -> None:
         future.set_exception(result)
     else:
         future.set_result(result)
+
+
+_OPEN: weakref.WeakSet[Handoff] = weakref.WeakSet()
+
+
+@atexit.register
+def _drain_all() -> None:
+    """Let every handoff still open finish its submitted calls before the interpreter goes."""
+    for handoff in list(_OPEN):
+        handoff.close(wait=True)

@@ -137,8 +137,10 @@ async def test_concurrent_members_never_exceed_the_limit_in_any_window(store: An
     await asyncio.gather(*(member(n) for n in range(14)))
     starts.sort()
     assert len(starts) == 14
-    # Any window of 0.5 s holds at most 4 starts (20 ms of scheduling slack on this side).
-    assert all(starts[i + 4] - starts[i] > 0.5 - 0.02 for i in range(len(starts) - 4))
+    # Any window of 0.5 s holds at most 4 starts. Starts are timed here, after the store's
+    # reply, so they carry the loop's scheduling jitter (50 ms allowed); an over-admitting
+    # store would put five within a few ms.
+    assert all(starts[i + 4] - starts[i] > 0.5 - 0.05 for i in range(len(starts) - 4))
     assert time.monotonic() - began < 0.5 * 4 + 1.0  # and the waiters did not dawdle
 
 

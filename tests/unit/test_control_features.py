@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import threading
 import time
 import uuid
@@ -376,10 +377,8 @@ async def test_a_hard_limit_does_not_wait_for_a_coroutine_that_swallows_cancella
     @app.task(time_limit=0.2)
     async def stubborn() -> str:
         for _ in range(3):
-            try:
+            with contextlib.suppress(asyncio.CancelledError):
                 await asyncio.sleep(1)
-            except asyncio.CancelledError:
-                pass
         return "outlasted"
 
     start(started, app)

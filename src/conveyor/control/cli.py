@@ -36,9 +36,11 @@ def _app(ctx: click.Context, given: str | None) -> Conveyor:
     from ..loader import load_app
 
     try:
-        return load_app(path)
+        app = load_app(path)
     except ConveyorError as exc:
         raise click.ClickException(str(exc)) from exc
+    ctx.call_on_close(app.close)
+    return app
 
 
 def _print(rows: Sequence[dict[str, Any]], as_json: bool, title: str,

@@ -37,15 +37,24 @@ class Results(Middleware):
         return Verdict.skip(None)
 
     async def before_settle(self, job: Job, verdict: Verdict) -> Verdict:
+        if verdict.deferred and job.delivery.record == State.STARTED:
+            # The broker recorded STARTED while handing it out, but it waits (a rate limit, a
+            # busy concurrency key): back to PENDING, recorded with the deferral.
+            return await _record(job, verdict, _write(job, State.PENDING))
         if verdict.state is None or (_ignored(job) and verdict.state is not State.EXPIRED):
             return verdict
         write = _write(job, verdict.state, verdict)
         if write.record.state != verdict.state:  # the value could not be encoded
             verdict = _unencodable(job, verdict, write)
-        if job.app.shared_store:
-            return verdict.replace(result=write)
-        await job.app.backend.astore(write.task_id, write.record, write.ttl)
-        return verdict
+        return await _record(job, verdict, write)
+
+
+async def _record(job: Job, verdict: Verdict, write: ResultWrite) -> Verdict:
+    """Store ``write``: with the settle where the broker keeps results, else now."""
+    if job.app.shared_store:
+        return verdict.replace(result=write)
+    await job.app.backend.astore(write.task_id, write.record, write.ttl)
+    return verdict
 
 
 _UNKNOWN = Verdict.skip(State.UNKNOWN)  # a sentinel: the broker did not look at the record

@@ -172,9 +172,11 @@ class Worker:
                 continue
             backoff = 0.1
             await lane.slots.acquire()  # a prefetched message waits here for a free slot
-            if self._stopping.is_set():
+            if self._stopping.is_set() or self._leaving():
                 lane.slots.release()
                 await self._give_back(delivery)
+                if not self._stopping.is_set():
+                    await self.stop()
                 return
             lane.busy += 1
             task = asyncio.create_task(self._handle(delivery, lane))
@@ -182,6 +184,12 @@ class Worker:
             task.add_done_callback(self._tasks.discard)
             if self.runner.runaway and self.exit_on_runaway:
                 await self.stop()
+
+    def _leaving(self) -> bool:
+        """A process-pool child whose task thread was abandoned starts nothing more: that
+        thread may hold the runner's only thread, and the child exits once its run is settled
+        (its slot is free before then, see ``Job.on_ran``)."""
+        return self.runner.runaway and self.exit_on_runaway
 
     async def _handle(self, delivery: Delivery, lane: _Lane) -> None:
         job = Job(self.app, delivery, self.runner, self, on_ran=lane.free)
