@@ -1,6 +1,5 @@
 """The ``conveyor`` command: worker, inspect, control, revoke, purge, result, events,
-dashboard, metrics and dlq
-(dead letters)."""
+dashboard, metrics and dlq (dead letters)."""
 
 from __future__ import annotations
 
