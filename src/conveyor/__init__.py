@@ -13,10 +13,11 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from .app import Conveyor
-    from .canvas import Signature
+    from .canvas import GroupResult, Signature, chain, chord, group, signature
     from .errors import (
         BrokerError,
         BrokerUnavailable,
+        ChordError,
         ConfigurationError,
         ContentTypeRefused,
         ConveyorError,
@@ -49,11 +50,13 @@ _LAZY = {
     "AsyncTask": ".task",
     "BrokerError": ".errors",
     "BrokerUnavailable": ".errors",
+    "ChordError": ".errors",
     "ConfigurationError": ".errors",
     "ContentTypeRefused": ".errors",
     "Conveyor": ".app",
     "ConveyorError": ".errors",
     "ErrorInfo": ".outcome",
+    "GroupResult": ".canvas",
     "LeaseLost": ".errors",
     "MalformedMessage": ".errors",
     "Message": ".message",
@@ -78,6 +81,10 @@ _LAZY = {
     "TimeLimitExceeded": ".errors",
     "UnknownTask": ".errors",
     "Worker": ".worker",
+    "chain": ".canvas",
+    "chord": ".canvas",
+    "group": ".canvas",
+    "signature": ".canvas",
 }
 
 
@@ -95,11 +102,13 @@ __all__ = [
     "AsyncTask",
     "BrokerError",
     "BrokerUnavailable",
+    "ChordError",
     "ConfigurationError",
     "ContentTypeRefused",
     "Conveyor",
     "ConveyorError",
     "ErrorInfo",
+    "GroupResult",
     "LeaseLost",
     "MalformedMessage",
     "Message",
@@ -124,4 +133,8 @@ __all__ = [
     "TimeLimitExceeded",
     "UnknownTask",
     "Worker",
+    "chain",
+    "chord",
+    "group",
+    "signature",
 ]

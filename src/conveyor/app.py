@@ -258,13 +258,15 @@ class Conveyor:
         time_limit: float | timedelta | None = None,
         soft_time_limit: float | timedelta | None = None, unique_key: str | None = None,
         unique_for: float | timedelta | None = None,
+        message_options: dict[str, Any] | None = None,
     ) -> Message:
-        """A message for task ``name`` with per-call options over the task's defaults."""
+        """A message for task ``name`` with per-call options over the task's defaults;
+        ``message_options`` travel in the message (workflow links, see :mod:`conveyor.canvas`)."""
         return sending.build_message(self, name, options, args, kwargs, countdown=countdown,
                                      eta=eta, expires=expires, priority=priority, queue=queue,
                                      task_id=task_id, time_limit=time_limit,
                                      soft_time_limit=soft_time_limit, unique_key=unique_key,
-                                     unique_for=unique_for)
+                                     unique_for=unique_for, message_options=message_options)
 
     def envelope(self, message: Message) -> Envelope:
         """Serialize a message; raises SerializationError here, in the producer, naming the
@@ -290,14 +292,17 @@ class Conveyor:
 
     def send_many(self, signatures: Sequence[Signature[R]]) -> list[AsyncResult[R]]:
         """Queue many calls in one round trip; returns their results in order."""
-        messages = [self._from_signature(s) for s in signatures]
-        self.publish(messages)
-        return [AsyncResult(m.id, self) for m in messages]
+        from .canvas.launch import send_many
 
-    def _from_signature(self, sig: Signature[Any]) -> Message:
-        task = self.tasks.get(sig.task)
-        return self.build_message(sig.task, task.options if task else None, sig.args,
-                                  dict(sig.kwargs), **sig.options)
+        return send_many(self, signatures)
+
+    def signature(self, name: str, args: Iterable[Any] = (),
+                  kwargs: Mapping[str, Any] | None = None, **options: Any) -> Signature[Any]:
+        """A signature of task ``name``, bound to this app (its code need not be imported
+        here); ``options`` as for :meth:`conveyor.canvas.Signature.set`."""
+        from .canvas import signature
+
+        return signature(name, args, kwargs, app=self, **options)
 
     def AsyncResult(self, task_id: str) -> AsyncResult[Any]:
         """A result handle for any task id."""

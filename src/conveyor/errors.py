@@ -18,7 +18,8 @@ Hierarchy::
     │   ├── ResultTimeout         ``get(timeout=...)`` ran out before the task finished
     │   ├── TaskFailed            the task raised and its exception type could not be rebuilt
     │   ├── TaskRevoked           the task was revoked before it ran
-    │   └── TaskExpired           the task's ``expires`` passed before a worker started it
+    │   ├── TaskExpired           the task's ``expires`` passed before a worker started it
+    │   └── ChordError            a chord member failed, so its callback never ran
     ├── TimeLimitExceeded         a task ran past its ``time_limit``
     ├── SoftTimeLimitExceeded     raised inside a task at its ``soft_time_limit`` (it may catch it)
     ├── TaskTerminated            raised inside a task stopped by ``revoke(terminate=True)``
@@ -121,6 +122,11 @@ class TaskRevoked(ResultError):
 
 class TaskExpired(ResultError):
     """The task's expiry passed before a worker started it; it was not run."""
+
+
+class ChordError(ResultError):
+    """A member of a chord's header failed (or was revoked or expired): the chord failed at
+    once and its callback never ran. The message names the member's task, id and error."""
 
 
 class TimeLimitExceeded(ConveyorError):

@@ -33,8 +33,10 @@ def build_message(
     time_limit: float | timedelta | None = None,
     soft_time_limit: float | timedelta | None = None, unique_key: str | None = None,
     unique_for: float | timedelta | None = None,
+    message_options: dict[str, Any] | None = None,
 ) -> Message:
-    """A message for task ``name`` with per-call options over the task's defaults."""
+    """A message for task ``name`` with per-call options over the task's defaults;
+    ``message_options`` travel in the message (workflow links, see :mod:`conveyor.canvas`)."""
     now = app.clock.time()
     opts = options or TaskOptions(queue=app.conf.default_queue)
     when = now + countdown if countdown is not None else epoch(eta)
@@ -47,7 +49,7 @@ def build_message(
                          unique_key=unique_key, unique_for=unique_for)
     message = Message(id=task_id or new_id(), task=name, args=args, kwargs=kwargs,
                       queue=queue or opts.queue, priority=prio, eta=when, expires=deadline,
-                      created=now, options=extra)
+                      created=now, options={**extra, **(message_options or {})})
     return app.middleware.before_publish(app, message)
 
 

@@ -8,9 +8,9 @@ AsyncResult they return is typed with its return value, so ``mypy`` rejects
 from __future__ import annotations
 
 import contextvars
-from collections.abc import Callable, Coroutine, Iterable, Mapping
+from collections.abc import Callable, Coroutine, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
 
 from .errors import Retry
@@ -19,7 +19,7 @@ from .result import AsyncResult
 
 if TYPE_CHECKING:
     from .app import Conveyor
-    from .canvas import Signature
+    from .canvas import Canvas, Signature
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -38,6 +38,29 @@ class Request:
     queue: str = "default"
     eta: float | None = None
     options: dict[str, Any] = field(default_factory=dict)
+
+    # Where the run sits in a workflow, and when a periodic run was due (see conveyor.canvas
+    # and conveyor.schedule.beat): read from the message's options.
+    @property
+    def parent_id(self) -> str | None:
+        """The task whose success sent this one (the previous step of a chain), or None."""
+        return self.options.get("parent_id")
+
+    @property
+    def root_id(self) -> str:
+        """The id of the workflow this run belongs to (its first task, group or chord)."""
+        return str(self.options.get("root_id", self.id))
+
+    @property
+    def group_id(self) -> str | None:
+        """The group or chord whose member this run is, or None."""
+        return self.options.get("group_id")
+
+    @property
+    def scheduled_for(self) -> datetime | None:
+        """For a periodic run: the tick it was sent for (aware, UTC), not when it was sent."""
+        at = self.options.get("scheduled_for")
+        return None if at is None else datetime.fromtimestamp(at, UTC)
 
 
 _current: contextvars.ContextVar[Request | None] = contextvars.ContextVar(
@@ -88,13 +111,24 @@ class Task(Generic[P, R]):
         time_limit: float | timedelta | None = None,
         soft_time_limit: float | timedelta | None = None, unique_key: str | None = None,
         unique_for: float | timedelta | None = None,
+        link: Canvas[Any] | Sequence[Canvas[Any]] | None = None,
+        link_error: Canvas[Any] | Sequence[Canvas[Any]] | None = None,
     ) -> AsyncResult[R]:
         """Queue a run with options: ``countdown`` seconds or ``eta`` (datetime or epoch) to
         delay it, ``expires`` (seconds from now, or datetime/epoch) after which it is not run,
         ``priority`` 0-9 (9 first), another ``queue``, a chosen ``task_id``; ``time_limit`` and
         ``soft_time_limit`` (seconds or timedelta) for this run; ``unique_key`` to return the
         result of a run with the same key still pending or running instead of queueing a second
-        one, for at most ``unique_for`` (default: the task's, else the app's ``unique_for``)."""
+        one, for at most ``unique_for`` (default: the task's, else the app's ``unique_for``);
+        ``link`` is sent with the result when it succeeds, ``link_error`` with its id when it
+        fails for good."""
+        if link is not None or link_error is not None:
+            return self.s(*args, **(kwargs or {})).set(
+                link=link, link_error=link_error, **_given(
+                    countdown=countdown, eta=eta, expires=expires, priority=priority,
+                    queue=queue, task_id=task_id, time_limit=time_limit,
+                    soft_time_limit=soft_time_limit, unique_key=unique_key,
+                    unique_for=unique_for)).apply_async()
         message = self.app.build_message(
             self.name, self.options, tuple(args), dict(kwargs or {}), countdown=countdown,
             eta=eta, expires=expires, priority=priority, queue=queue, task_id=task_id,
@@ -111,8 +145,17 @@ class Task(Generic[P, R]):
         time_limit: float | timedelta | None = None,
         soft_time_limit: float | timedelta | None = None, unique_key: str | None = None,
         unique_for: float | timedelta | None = None,
+        link: Canvas[Any] | Sequence[Canvas[Any]] | None = None,
+        link_error: Canvas[Any] | Sequence[Canvas[Any]] | None = None,
     ) -> AsyncResult[R]:
         """Async form of :meth:`apply_async`."""
+        if link is not None or link_error is not None:
+            return await self.s(*args, **(kwargs or {})).set(
+                link=link, link_error=link_error, **_given(
+                    countdown=countdown, eta=eta, expires=expires, priority=priority,
+                    queue=queue, task_id=task_id, time_limit=time_limit,
+                    soft_time_limit=soft_time_limit, unique_key=unique_key,
+                    unique_for=unique_for)).aapply_async()
         message = self.app.build_message(
             self.name, self.options, tuple(args), dict(kwargs or {}), countdown=countdown,
             eta=eta, expires=expires, priority=priority, queue=queue, task_id=task_id,
@@ -133,6 +176,12 @@ class Task(Generic[P, R]):
         from .canvas import Signature
 
         return Signature(self.name, args, kwargs, app=self.app)
+
+    def si(self, *args: Any, **kwargs: Any) -> Signature[R]:
+        """An immutable signature: in a chain it ignores the previous step's result."""
+        from .canvas import Signature
+
+        return Signature(self.name, args, kwargs, app=self.app, immutable=True)
 
     @property
     def request(self) -> Request:
@@ -159,6 +208,10 @@ class AsyncTask(Task[P, R]):
     @property
     def is_async(self) -> bool:
         return True
+
+
+def _given(**options: Any) -> dict[str, Any]:
+    return {k: v for k, v in options.items() if v is not None}
 
 
 def set_request(request: Request | None) -> contextvars.Token[Request | None]:

@@ -14,6 +14,8 @@ EXPECTED = {
     "SignatureError", "State", "Task", "TaskExpired", "TaskFailed", "TaskRevoked",
     "TimeLimitExceeded", "UnknownTask", "Worker",
     "SoftTimeLimitExceeded", "TaskTerminated",
+    # workflows
+    "ChordError", "GroupResult", "chain", "chord", "group", "signature",
 }
 
 

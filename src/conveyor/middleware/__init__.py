@@ -19,14 +19,17 @@ from .retries import Retries
 from .revocation import Revocation
 from .time_limits import TimeLimits
 from .unique import UniqueTasks
+from .workflows import Workflows
 
 
 def default_middleware() -> list[Middleware]:
     """The built-in features in the order they see a delivery. Revocation, concurrency keys and
     rate limits decide before Results records STARTED, so a task that is not run (or waits) is
-    not marked started; Revocation judges a terminated run before Retries could retry it."""
+    not marked started; Revocation judges a terminated run before Retries could retry it.
+    Workflows comes last: what follows a task is sent once its result is settled on."""
     return [Events(), TaskLog(), RemoteControl(), DeliveryLimit(), Expiry(), Revocation(),
-            ConcurrencyKeys(), RateLimits(), Results(), TimeLimits(), UniqueTasks(), Retries()]
+            ConcurrencyKeys(), RateLimits(), Results(), TimeLimits(), UniqueTasks(), Retries(),
+            Workflows()]
 
 
 __all__ = [
@@ -48,5 +51,6 @@ __all__ = [
     "TimeLimits",
     "UniqueTasks",
     "Verdict",
+    "Workflows",
     "default_middleware",
 ]

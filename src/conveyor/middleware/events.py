@@ -109,7 +109,7 @@ class Events(Middleware):
             await _emit(job, ev.TASK_RECEIVED, queue=message.queue, retries=message.retries,
                         attempt=job.delivery.attempt, deliveries=job.delivery.deliveries,
                         eta=message.eta, args=brief(message.args), kwargs=brief(message.kwargs),
-                        sent_at=message.created)
+                        sent_at=message.created, **_workflow_fields(message))
         return None
 
     async def around_run(self, job: Job, call: Call) -> Any:
@@ -133,6 +133,15 @@ class Events(Middleware):
             await _emit(job, kind, runtime=runtime, **details, **value)
         if verdict.action is Action.DEAD_LETTER:
             await _emit(job, ev.TASK_DEAD_LETTERED, reason=verdict.reason)
+
+
+#: Where a task sits in a workflow (see conveyor.canvas), for a dashboard to draw it.
+_WORKFLOW_FIELDS = ("root_id", "parent_id", "group_id", "scheduled_for")
+
+
+def _workflow_fields(message: Message) -> dict[str, Any]:
+    options = message.options
+    return {k: options[k] for k in _WORKFLOW_FIELDS if k in options} if options else {}
 
 
 async def _emit(job: Job, kind: str, **fields: Any) -> None:
