@@ -67,9 +67,16 @@ class Chord(Canvas[R]):
         return {"kind": "chord", "id": self.chord_id or new_id(),
                 "header": members(self.header, options), "body": self._body().freeze(options)}
 
-    def __call__(self, body: Canvas[R2], **options: Any) -> AsyncResult[R2]:
-        """``chord(header)(callback)``: send the chord with this callback now."""
-        made: Chord[R2] = Chord(self.header, body, self.options, self.chord_id)
+    @overload
+    def __call__(self, body: Canvas[R2], /, **options: Any) -> AsyncResult[R2]: ...
+    @overload
+    def __call__(self, body: None = None, /, **options: Any) -> AsyncResult[R]: ...
+
+    def __call__(self, body: Canvas[Any] | None = None, /, **options: Any) -> AsyncResult[Any]:
+        """``chord(header)(callback)``: send the chord with this callback now (or with its
+        own, ``chord(header, callback)()``)."""
+        made: Chord[Any] = self if body is None else Chord(self.header, body, self.options,
+                                                           self.chord_id)
         return made.apply_async(**options)
 
     def _body(self) -> Canvas[R]:
