@@ -52,3 +52,30 @@ def check_schedules() -> None:
         assert_type(schedule.last_run(now), datetime | None)
         assert_type(schedule.describe(), str)
         assert_type(schedule.key(), str)
+
+
+@app.task
+def add(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task
+def total(values: list[int]) -> float:
+    return float(sum(values))
+
+
+def check_canvas() -> None:
+    from conveyor import GroupResult, Signature, chain, chord, group, signature
+
+    assert_type(add.s(1, 2), Signature[int])
+    assert_type(add.si(1, 2), Signature[int])
+    assert_type(add.s(1).set(queue="q", countdown=1, priority=5), Signature[int])
+    assert_type(add.s(1, 2).apply_async().get(), int)
+    assert_type(chain(add.s(1, 2), add.s(3), send_email.s("x")).apply_async().get(), str)
+    assert_type((add.s(1, 2) | add.s(3) | total.s()).delay().get(), float)
+    assert_type(group(add.s(i, i) for i in range(3)).apply_async(), GroupResult[int])
+    assert_type(group(add.s(1, 1), add.s(2, 2)).apply_async().get(), list[int])
+    assert_type(chord(add.s(i, i) for i in range(3))(total.s()).get(), float)
+    assert_type(chord([add.s(1, 1)], total.s()).apply_async().get(), float)
+    assert_type(signature("shop.add", args=(1, 2), app=app), Signature[Any])
+    assert_type(GroupResult.restore("id", app=app), GroupResult[Any] | None)

@@ -22,6 +22,13 @@ def send_email(user_id: int, message: str) -> str:
 send_email.delay("x")
 send_email.delay(1, 2)
 value: int = send_email.delay(1, "a").get()
+
+from conveyor import chain
+
+@app.task
+def add(x: int, y: int) -> int:
+    return x + y
+text: str = chain(add.s(1, 2), add.s(3)).apply_async().get()
 """
 
 
@@ -35,6 +42,7 @@ def test_mypy_rejects_wrong_arguments(tmp_path: Path) -> None:
     assert run.returncode == 1, run.stdout
     errors = [line for line in run.stdout.splitlines() if ": error:" in line]
     lines = {line.split(":")[1] for line in errors}
-    assert lines == {"9", "10", "11"}, run.stdout
+    assert lines == {"9", "10", "11", "18"}, run.stdout
     assert 'incompatible type "str"; expected "int"' in run.stdout
     assert 'expression has type "str", variable has type "int"' in run.stdout
+    assert 'expression has type "int", variable has type "str"' in run.stdout  # a chain
