@@ -37,6 +37,8 @@ if TYPE_CHECKING:
     from .canvas import Signature
     from .control.api import Control
     from .events import Event
+    from .schedule import Schedule
+    from .schedule.entries import CatchUp, Entry, PeriodicDecorator
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -85,6 +87,7 @@ class Conveyor:
         self.conf = Settings(given)
         self.clock = clock
         self.tasks: dict[str, Task[Any, Any]] = {}
+        self.periodic_tasks: dict[str, Entry] = {}  # see add_periodic_task, periodic
         self._middleware = [*default_middleware(), *middleware]
         self._chain = Chain(self._middleware)
         self._stores: dict[str, Broker | ResultBackend] = {}
@@ -303,6 +306,38 @@ class Conveyor:
         from .canvas import signature
 
         return signature(name, args, kwargs, app=self, **options)
+
+    # -- periodic tasks -------------------------------------------------------------------
+    def add_periodic_task(self, schedule: Schedule | timedelta | float | str,
+                          signature: Signature[Any], name: str | None = None, *,
+                          catch_up: CatchUp = "once", args: Iterable[Any] = (),
+                          kwargs: Mapping[str, Any] | None = None, **options: Any) -> Entry:
+        """Send ``signature`` on ``schedule`` from ``conveyor beat`` (Celery's call).
+
+        ``schedule`` is seconds, a timedelta, a cron string (in ``conf.timezone``),
+        ``crontab(...)``, ``cron(...)`` or ``every(...)``; ``name`` (default: the signature's
+        repr) must be unique; ``catch_up`` is ``"once"``, ``"skip"`` or ``"all"`` (see
+        :mod:`conveyor.schedule.entries`); ``args``, ``kwargs`` and publish ``options`` are
+        added to the signature's.
+        """
+        from .schedule.entries import add_periodic_task
+
+        return add_periodic_task(self, schedule, signature, name, catch_up, args, kwargs,
+                                 options)
+
+    def periodic(self, *, cron: str | None = None, every: timedelta | float | None = None,
+                 schedule: Schedule | None = None, tz: str | None = None,
+                 name: str | None = None, catch_up: CatchUp = "once",
+                 args: Iterable[Any] = (), kwargs: Mapping[str, Any] | None = None,
+                 **task_options: Any) -> PeriodicDecorator:
+        """A decorator: ``@app.periodic(cron="0 7 * * *", tz="Europe/Moscow")`` or
+        ``@app.periodic(every=timedelta(minutes=5))`` registers the function as a task (with
+        ``task_options``, as ``@app.task``) sent on that schedule; on a task, adds the entry.
+        ``name`` defaults to the task's name; the rest as for :meth:`add_periodic_task`."""
+        from .schedule.entries import periodic
+
+        return periodic(self, schedule, cron, every, tz, name, catch_up, args, kwargs,
+                        task_options)
 
     def AsyncResult(self, task_id: str) -> AsyncResult[Any]:
         """A result handle for any task id."""

@@ -1,4 +1,4 @@
-"""The ``conveyor`` command: worker, inspect, control, revoke, purge, result, events,
+"""The ``conveyor`` command: worker, beat, inspect, control, revoke, purge, result, events,
 dashboard, metrics and dlq (dead letters)."""
 
 from __future__ import annotations
@@ -55,9 +55,12 @@ def cli() -> None:
               type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
 @click.option("--logfile", default=None, type=click.Path(dir_okay=False),
               help="Write the log to this file instead of stderr.")
+@click.option("-B", "--beat", "with_beat", is_flag=True,
+              help="Also run a beat (periodic tasks) in this worker; any number of workers "
+                   "may, each tick is still sent once.")
 def worker(app_path: str, queues: str, concurrency: int | None, pool: str,
            prefetch: int | None, lease: float | None, grace: float, name: str | None,
-           loglevel: str, logfile: str | None) -> None:
+           loglevel: str, logfile: str | None, with_beat: bool) -> None:
     """Run a worker that consumes QUEUES and executes their tasks."""
     from .worker.child import configure_logging
     from .worker.pools import (
@@ -73,11 +76,11 @@ def worker(app_path: str, queues: str, concurrency: int | None, pool: str,
     names, groups = _queue_groups(queues, concurrency)
     count = sum(g.slots for g in groups) if groups else concurrency or os.cpu_count() or 1
     options = Options(names, count, pool, grace, lease, prefetch, name or default_name(), True,
-                      app_path, tuple(groups))
+                      app_path, tuple(groups), beat=with_beat)
     if pool == "process":
         argv = child_argv(options, loglevel=loglevel, logfile=logfile)
         plan = child_plan(options, loglevel=loglevel, logfile=logfile)
-        raise SystemExit(Supervisor(argv, count, plan=plan).run())
+        raise SystemExit(Supervisor(argv, count, plan=plan, beat=with_beat).run())
     run_in_process(_load(app_path), options)
 
 
@@ -92,6 +95,22 @@ def _queue_groups(spec: str, concurrency: int | None) -> tuple[list[str], list[Q
     except ConveyorError as exc:
         raise click.BadParameter(str(exc), param_hint="-Q/-c") from None
     return [name for name, _ in items], groups
+
+
+@cli.command()
+@APP_OPTION
+@click.option("-l", "--loglevel", default="info", show_default=True,
+              type=click.Choice(["debug", "info", "warning", "error"], case_sensitive=False))
+@click.option("--logfile", default=None, type=click.Path(dir_okay=False),
+              help="Write the log to this file instead of stderr.")
+def beat(app_path: str, loglevel: str, logfile: str | None) -> None:
+    """Send periodic tasks when they are due. Run as many as you like, on any machines: one
+    leads at a time, another takes over when it dies, and each tick is sent once."""
+    from .schedule.run import run_beat_process
+    from .worker.child import configure_logging
+
+    configure_logging(loglevel, logfile)
+    run_beat_process(_load(app_path))
 
 
 @cli.command()

@@ -149,6 +149,14 @@ SETTINGS: tuple[Setting, ...] = (
     Setting("concurrency_recheck", 60.0, _positive(float),
             "Seconds a task waiting for a free concurrency-key slot sleeps at most; a finishing"
             " run wakes the next waiter at once, this bounds the wait after a crash."),
+    # -- periodic tasks (conveyor beat) --
+    Setting("beat_schedule", {}, _mapping,
+            "Periodic entries for `conveyor beat`: `{\"cleanup\": {\"task\": \"shop.cleanup\","
+            " \"schedule\": 3600}}` (seconds, a cron string or a schedule; optional `args`,"
+            " `kwargs`, `options`, `catch_up`)."),
+    Setting("beat_lease", 3.0, _positive(float),
+            "Seconds a beat leads without renewing; when the leading beat dies another takes"
+            " over within about this long."),
 )
 _BY_NAME = {s.name: s for s in SETTINGS}
 
@@ -178,6 +186,9 @@ class SettingsDict(TypedDict, total=False):
     revoke_ttl: float
     unique_for: float
     concurrency_recheck: float
+    # -- periodic tasks (conveyor beat) --
+    beat_schedule: dict[str, Any]
+    beat_lease: float
 
 
 class Settings:
@@ -207,6 +218,9 @@ class Settings:
     revoke_ttl: float
     unique_for: float
     concurrency_recheck: float
+    # -- periodic tasks (conveyor beat) --
+    beat_schedule: dict[str, Any]
+    beat_lease: float
 
     def __init__(self, given: Mapping[str, Any] | None = None,
                  environ: Mapping[str, str] | None = None) -> None:

@@ -94,5 +94,21 @@ def untracked(seconds: float) -> str:
     return "done"
 
 
+@app.periodic(every=1.0, name="every-second", bind=True,
+              catch_up=os.environ.get("CONVEYOR_TEST_CATCH_UP", "all"))  # type: ignore[arg-type]
+def tick(self: Task[Any, Any]) -> None:
+    """Leaves the tick it ran for (and its task id) in the trace file "ticks"."""
+    when = self.request.scheduled_for
+    assert when is not None
+    _trace("ticks", f"{when.timestamp():.3f} {self.request.id}")
+
+
+@app.task
+def ledger(values: list[int], tag: str) -> int:
+    """A chord callback that leaves a line per run in the trace file "ledger"."""
+    _trace("ledger", f"{tag} {sum(values)}")
+    return sum(values)
+
+
 # The control tests' tasks live in their own module, registered on this app.
 from tests.integration import control_tasks as _control_tasks  # noqa: E402, F401

@@ -38,6 +38,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--parent-pid", type=int, required=True)
     parser.add_argument("--ready-fd", type=int, default=None)
     parser.add_argument("--banner", action="store_true")
+    parser.add_argument("--beat", action="store_true")
     parser.add_argument("-l", "--loglevel", default="info")
     parser.add_argument("--logfile", default=None)
     parser.add_argument("--groups", default=None, help="the whole worker's slot groups, shown"
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> None:
         raise SystemExit(EXIT_CONFIG) from None
     options = Options([q for q in args.queues.split(",") if q], args.pool_size, "process",
                       args.grace, args.lease, args.prefetch, args.name, args.banner, args.app,
-                      _groups(args.groups))
+                      _groups(args.groups), beat=args.beat)
     run_in_process(app, options, parent=args.parent_pid, ready_fd=args.ready_fd)
 
 

@@ -41,6 +41,7 @@ from .groups import QueueGroup
 
 if TYPE_CHECKING:
     from ..app import Conveyor
+    from ..schedule.run import Beside
     from .worker import Worker
 
 log = logging.getLogger("conveyor.worker")
@@ -75,6 +76,7 @@ class Options:
     banner: bool = False
     app_path: str = ""
     groups: Sequence[QueueGroup] = ()
+    beat: bool = False  # also run a beat (periodic tasks) in this process
 
 
 def run_in_process(app: Conveyor, options: Options, *, parent: int | None = None,
@@ -95,6 +97,7 @@ def run_in_process(app: Conveyor, options: Options, *, parent: int | None = None
         worker.install_signal_handlers()
         watch = asyncio.ensure_future(_watch_parent(worker, parent)) if parent else None
         started = asyncio.ensure_future(_when_started(app, worker, options, ready_fd))
+        beat = _beside(app) if options.beat else None
         try:
             await worker.run()
         finally:
@@ -102,6 +105,8 @@ def run_in_process(app: Conveyor, options: Options, *, parent: int | None = None
             for job in (watch, started):
                 if job is not None:
                     job.cancel()
+            if beat is not None:  # stopped after the worker, so it hands the lead on
+                await beat.stop()
             await app.aclose()
 
     asyncio.run(main())
@@ -123,6 +128,12 @@ async def _when_started(app: Conveyor, worker: Worker, opts: Options, fd: int | 
         with contextlib.suppress(OSError):
             os.write(fd, b"ready\n")
             os.close(fd)
+
+
+def _beside(app: Conveyor) -> Beside:
+    from ..schedule.run import Beside
+
+    return Beside(app)
 
 
 def _exit_past_stuck_threads(code: int = 0) -> None:
@@ -168,6 +179,8 @@ class Supervisor:
     stops: int = 0
     failed: str | None = None
     _young_deaths: int = 0
+    beat: bool = False  # one child at a time (the first, then its replacement) runs a beat
+    _beat_pid: int | None = None
 
     def run(self) -> int:
         """Start the children and keep them running; the exit code of the worker command."""
@@ -220,13 +233,17 @@ class Supervisor:
 
     def _spawn(self, base: list[str], extra: Sequence[str] = (),
                keep: int | None = None) -> _Child:
-        argv = [*base, *extra, "--parent-pid", str(os.getpid())]
+        with_beat = self.beat and self._beat_pid not in self.children
+        argv = [*base, *extra, *(["--beat"] if with_beat else []),
+                "--parent-pid", str(os.getpid())]
         # Own session: a terminal's Ctrl-C reaches only the supervisor, which forwards it once;
         # reaching the children directly too would count as a second, fast-stop signal.
         proc = subprocess.Popen(argv, start_new_session=True,
                                 pass_fds=() if keep is None else (keep,))
         child = _Child(proc, self.clock.monotonic(), base)
         self.children[proc.pid] = child
+        if with_beat:
+            self._beat_pid = proc.pid
         return child
 
     def _reap(self, pid: int, code: int) -> None:
