@@ -110,5 +110,13 @@ def ledger(values: list[int], tag: str) -> int:
     return sum(values)
 
 
+@app.task
+def nap(x: int, seconds: float) -> int:
+    """A chord member that takes a while, leaving a line in the trace file "naps"."""
+    time.sleep(seconds)
+    _trace("naps", str(x))
+    return x
+
+
 # The control tests' tasks live in their own module, registered on this app.
 from tests.integration import control_tasks as _control_tasks  # noqa: E402, F401
