@@ -61,6 +61,22 @@ class Adapter:
     def worker_env(self) -> dict[str, str]:
         return {}
 
+    # -- the workflows scenario (group and chord of ``wadd`` tasks, callback ``wsum``) ------
+    #: Whether the library has groups and chords to measure.
+    workflows = False
+
+    def send_group(self, n: int) -> Any:
+        """A group of ``wadd(i, i)`` for i < n; returns the library's group result."""
+        raise NotAvailable
+
+    def send_chord(self, n: int) -> Any:
+        """A chord of ``wadd(i, i)`` for i < n with callback ``wsum``; returns its result."""
+        raise NotAvailable
+
+    def wait_result(self, handle: Any, timeout: float) -> Any:
+        """The value of a group or chord result, waited for with the library's own API."""
+        raise NotAvailable
+
     def verify(self, n: int) -> dict[str, Any]:
         """After the end-to-end run: what the library recorded (e.g. results found)."""
         return {}

@@ -32,6 +32,7 @@ REDIS_URL = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/15")
 NS = os.environ.get("BENCH_NS", "bench")
 QUEUE = os.environ.get("BENCH_QUEUE", f"{NS}-q")
 DONE_KEY = f"{NS}:done"
+CALLBACKS_KEY = f"{NS}:callbacks"
 
 _lock = threading.Lock()
 _state: dict[str, Any] = {}
@@ -130,3 +131,13 @@ def latencies() -> list[float]:
                 if line:
                     out.append(float(line))
     return out
+
+
+# -- chord callbacks (the workflows scenario, Redis only) --------------------------------------
+def count_callback() -> None:
+    """Count one run of a chord callback."""
+    _redis().incr(CALLBACKS_KEY)
+
+
+def callback_count() -> int:
+    return int(_redis().get(CALLBACKS_KEY) or 0)

@@ -311,7 +311,56 @@ def percentile(values: list[float], q: float) -> float:
     return values[rank - 1]
 
 
-SCENARIOS = {"single": single, "bulk": bulk, "e2e": e2e, "idle": idle}
+def workflows(ad: Adapter, n: int, timeout: float) -> dict[str, Any]:
+    """A group of ``n`` adds, then a chord over ``n`` adds, sent to running, warmed-up workers;
+    each timed from the send until the library's own ``get()`` returned the value (for the
+    chord: the callback's). In the ``workflows-trips`` run everything goes through the counting
+    proxy (:mod:`bench.roundtrips`) and the round trips of each part are divided by ``n``."""
+    if not ad.workflows or common.BACKEND != "redis":
+        return {"n": n, "na": True}
+    workers = Workers(ad.worker_argvs(), ad.worker_env())
+    try:
+        workers.start()
+        if ad.wait_result(ad.send_group(20), 60.0) != [2 * i for i in range(20)]:
+            raise RuntimeError("warm-up group returned wrong values")
+        out: dict[str, Any] = {"n": n}
+        for part, send, expected in (
+                ("group", ad.send_group, [2 * i for i in range(n)]),
+                ("chord", ad.send_chord, sum(2 * i for i in range(n)))):
+            trips = PROXY.count() if PROXY else 0
+            t0 = time.perf_counter()
+            value = ad.wait_result(send(n), timeout)
+            out[f"{part}_seconds"] = time.perf_counter() - t0
+            out[f"{part}_correct"] = value == expected
+            if PROXY:
+                out[f"{part}_round_trips_per_member"] = (PROXY.count() - trips) / n
+        time.sleep(1.0)  # a second run of the callback would show by now
+        out["callback_runs"] = common.callback_count()
+        out["chord_callback_seconds"] = out["chord_seconds"]
+    finally:
+        workers.stop()
+    return out
+
+
+PROXY: Any = None  # the counting proxy of a workflows-trips run
+
+
+def through_proxy() -> None:
+    """Send every connection of this scenario (driver and workers) through a counting proxy."""
+    global PROXY
+    from urllib.parse import urlsplit, urlunsplit
+
+    from bench.roundtrips import Proxy
+
+    parts = urlsplit(common.REDIS_URL)
+    PROXY = Proxy(parts.hostname or "127.0.0.1", parts.port or 6379)
+    port = PROXY.start()
+    url = urlunsplit(parts._replace(netloc=f"127.0.0.1:{port}"))
+    common.REDIS_URL = os.environ["BENCH_REDIS"] = url
+
+
+SCENARIOS = {"single": single, "bulk": bulk, "e2e": e2e, "idle": idle,
+             "workflows": workflows, "workflows-trips": workflows}
 
 
 def main() -> None:
@@ -327,6 +376,8 @@ def main() -> None:
                               "scenario": args.scenario}
     ad: Adapter | None = None
     try:
+        if args.scenario == "workflows-trips":  # before the import, as the URL is read then
+            through_proxy()
         if args.lib in VARIANTS:  # before the import: the module and its workers read it
             os.environ["BENCH_VARIANT"] = VARIANTS[args.lib]
         module = importlib.import_module(LIBS[args.lib][0])

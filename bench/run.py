@@ -59,8 +59,10 @@ LIBS: dict[str, tuple[tuple[str, ...], str]] = {
     "conveyor-prefetch": (("sqlite", "redis"), ".venv-bench"),
     "conveyor-noevents": (("sqlite", "redis"), ".venv-bench"),
 }
+#: The libraries with groups and chords (the workflows scenarios, Redis only).
+WORKFLOW_LIBS = ("conveyor", "celery")
 DEFAULT_LIBS = ("conveyor", "huey", "celery", "dramatiq", "arq", "rq", "taskiq")
-SCENARIOS = ("single", "bulk", "e2e", "idle")
+SCENARIOS = ("single", "bulk", "e2e", "idle", "workflows", "workflows-trips")
 PACKAGES = ("conveyor-tasks", "huey", "celery", "kombu", "dramatiq", "arq", "rq", "taskiq",
             "taskiq-redis", "redis", "hiredis", "psutil")
 
@@ -298,6 +300,29 @@ def targets(results: list[dict[str, Any]], libs: list[str]) -> list[dict[str, An
     return out
 
 
+def workflow_table(results: list[dict[str, Any]]) -> str:
+    """Group and chord of the workflows scenarios: seconds (direct), round trips (proxied)."""
+    rows = ["\n### workflows (redis)\n", "| library | group s | chord: s to callback |"
+            " callback runs | group trips/member | chord trips/member | s through proxy |",
+            "|---|---|---|---|---|---|---|"]
+    found = False
+    for lib in WORKFLOW_LIBS:
+        timed = next((r for r in results if (r["lib"], r["scenario"]) == (lib, "workflows")
+                      and r.get("ok") and not r.get("na")), None)
+        trips = next((r for r in results if (r["lib"], r["scenario"]) == (lib,
+                      "workflows-trips") and r.get("ok") and not r.get("na")), None)
+        if timed is None and trips is None:
+            continue
+        found = True
+        t, c = timed or {}, trips or {}
+        rows.append(f"| {lib} | {fmt(t.get('group_seconds'))} | {fmt(t.get('chord_seconds'))}"
+                    f" | {t.get('callback_runs', '-')} |"
+                    f" {fmt(c.get('group_round_trips_per_member'))} |"
+                    f" {fmt(c.get('chord_round_trips_per_member'))} |"
+                    f" {fmt(c.get('group_seconds'))} + {fmt(c.get('chord_seconds'))} |")
+    return "\n".join(rows) if found else ""
+
+
 def report(doc: dict[str, Any], libs: list[str]) -> str:
     results = doc["results"]
     parts = []
@@ -306,6 +331,7 @@ def report(doc: dict[str, Any], libs: list[str]) -> str:
             parts.append(f"\n### {backend}\n\n" + table(results, backend, libs))
     parts.append("\n(x) = Conveyor ÷ peer: above 1 is better for rates, below 1 is better for"
                  " ms, CPU and MB. * = timed out before all tasks ran (rate of those done).")
+    parts.append(workflow_table(results))
     lines = ["\n### targets\n", "| target | Conveyor | goal | status |", "|---|---|---|---|"]
     for t in doc["targets"]:
         if t["status"] == "not measured":
@@ -331,12 +357,15 @@ def main() -> None:
                              " conveyor-noevents only"
                              " when named)")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
-                        help="comma-separated scenarios: single,bulk,e2e,idle")
+                        help="comma-separated scenarios: single,bulk,e2e,idle,workflows,"
+                             "workflows-trips (the last two on Redis, Conveyor and Celery)")
     parser.add_argument("--n", type=int, default=20_000,
                         help="tasks for bulk enqueue and end to end (default 20000); single"
                              " enqueue uses n/10")
     parser.add_argument("--single-n", type=int, default=None)
     parser.add_argument("--latency-n", type=int, default=200)
+    parser.add_argument("--workflow-n", type=int, default=10_000,
+                        help="members of the group and of the chord (workflows scenarios)")
     parser.add_argument("--wait", type=float, default=90.0,
                         help="seconds a scenario may wait for its workers (default 90)")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/15",
@@ -363,7 +392,8 @@ def main() -> None:
         print(f"Redis at {args.redis} is unreachable: skipping the Redis run", flush=True)
         backends.remove("redis")
     single_n = args.single_n or max(1, args.n // 10)
-    counts = {"single": single_n, "bulk": args.n, "e2e": args.n, "idle": args.latency_n}
+    counts = {"single": single_n, "bulk": args.n, "e2e": args.n, "idle": args.latency_n,
+              "workflows": args.workflow_n, "workflows-trips": args.workflow_n}
 
     scratch = tempfile.mkdtemp(prefix="cvb-src-")
     src, conveyor = conveyor_source(args.conveyor_rev, scratch)
@@ -381,6 +411,9 @@ def main() -> None:
         for scenario in scenarios:
             for lib in libs:
                 if backend not in LIBS[lib][0]:
+                    continue
+                if scenario.startswith("workflows") and (backend != "redis"
+                                                         or lib not in WORKFLOW_LIBS):
                     continue
                 r = run_driver(pythons[lib], lib, backend, scenario, counts[scenario],
                                run_id=run_id, redis_url=args.redis, wait=args.wait, src=src)
@@ -411,6 +444,12 @@ def _summary(r: dict[str, Any]) -> str:
         extra = " TIMED OUT" if r.get("timed_out") else ""
         return (f"{r['rate']:,.0f}/s ({r['done']}/{r['n']} in {r['seconds']:.1f}s), peak RSS"
                 f" {r['peak_rss_mb']:.0f} MB, PSS {r['peak_pss_mb']:.0f} MB{extra}")
+    if s.startswith("workflows"):
+        trips = (f", round trips per member: group {r['group_round_trips_per_member']:.2f},"
+                 f" chord {r['chord_round_trips_per_member']:.2f}"
+                 if "chord_round_trips_per_member" in r else "")
+        return (f"group of {r['n']:,} in {r['group_seconds']:.2f}s, chord callback after"
+                f" {r['chord_seconds']:.2f}s (ran {r['callback_runs']}x){trips}")
     if s == "idle":
         lat = (f"p50 {r['p50_ms']:.2f} ms p99 {r['p99_ms']:.2f} ms" if "p50_ms" in r
                else "no latencies")

@@ -4,7 +4,9 @@ Keys are namespaced with kombu's ``global_keyprefix``."""
 
 from __future__ import annotations
 
-from celery import Celery, group
+from typing import Any
+
+from celery import Celery, chord, group
 
 from bench import common
 from bench.adapter import Adapter, script
@@ -28,6 +30,17 @@ def lat(sent: float) -> None:
     common.record_latency(sent)
 
 
+@app.task(name="wadd")
+def wadd(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task(name="wsum")
+def wsum(values: list[int]) -> int:
+    common.count_callback()
+    return sum(values)
+
+
 class CeleryAdapter(Adapter):
     name = "celery"
     stores = "SUCCESS result per task (Redis backend); ack before the task runs (default)"
@@ -43,6 +56,17 @@ class CeleryAdapter(Adapter):
 
     def send_latency(self, sent: float) -> None:
         lat.delay(sent)
+
+    workflows = True
+
+    def send_group(self, n: int) -> Any:
+        return group(wadd.s(i, i) for i in range(n)).apply_async()
+
+    def send_chord(self, n: int) -> Any:
+        return chord(wadd.s(i, i) for i in range(n))(wsum.s())
+
+    def wait_result(self, handle: Any, timeout: float) -> Any:
+        return handle.get(timeout=timeout, disable_sync_subtasks=False)
 
     def worker_argvs(self) -> list[list[str]]:
         return [[script("celery"), "-A", __name__, "worker", "-P", "prefork", "-c", "2",

@@ -17,7 +17,7 @@ from typing import Any
 
 from bench import common
 from bench.adapter import Adapter
-from conveyor import Conveyor
+from conveyor import Conveyor, chord, group
 
 
 def broker_url() -> str:
@@ -50,6 +50,17 @@ else:
         common.record_latency(sent)
 
 
+@app.task(name="wadd")
+def wadd(x: int, y: int) -> int:
+    return x + y
+
+
+@app.task(name="wsum")
+def wsum(values: list[int]) -> int:
+    common.count_callback()
+    return sum(values)
+
+
 class ConveyorAdapter(Adapter):
     name = "conveyor"
     stores = "PENDING, STARTED, SUCCESS result records per task; ack after the result"
@@ -73,6 +84,17 @@ class ConveyorAdapter(Adapter):
 
     def send_latency(self, sent: float) -> None:
         lat.delay(sent)
+
+    workflows = True
+
+    def send_group(self, n: int) -> Any:
+        return group(wadd.s(i, i) for i in range(n)).apply_async()
+
+    def send_chord(self, n: int) -> Any:
+        return chord(wadd.s(i, i) for i in range(n))(wsum.s())
+
+    def wait_result(self, handle: Any, timeout: float) -> Any:
+        return handle.get(timeout=timeout)
 
     def worker_argvs(self) -> list[list[str]]:
         return [[sys.executable, "-m", "conveyor", "worker", "-A", f"{__name__}:app",
