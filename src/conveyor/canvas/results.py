@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 import orjson
 
+from ..brokers import StoredResult
 from ..clock import Deadline
 from ..errors import ResultTimeout
 from ..outcome import Outcome
@@ -116,40 +117,55 @@ class GroupResult(AsyncResult[list[R]]):
         """Every member's value, in order, once all are final. Raises ResultTimeout after
         ``timeout`` seconds; with ``propagate`` the first failed member's error (in order)."""
         deadline = Deadline(timeout)
+        found: list[Outcome | None] = [None] * len(self.results)
         while True:
-            found = self.outcomes()
-            waiting = next((i for i, o in enumerate(found) if o is None or not o.state.final),
-                           None)
-            if waiting is None:
-                return [self.results[i]._settle(o, timeout, propagate)
-                        for i, o in enumerate(found)]
+            waiting = self._unfinished(found)
+            records = self.app.backend.get_many([self.results[i].id for i in waiting])
+            if self._note(found, waiting, records):
+                return self._values(found, timeout, propagate)
             if deadline.expired:
-                raise ResultTimeout(f"group {self.id}: {len(self) - self._final(found)} of"
-                                    f" {len(self)} members not finished after {timeout}s")
-            self.app.backend.wait(self.results[waiting].id, deadline.left())
+                raise self._timeout(found, timeout)
+            self.app.backend.wait(self._last_unfinished(found), deadline.left())
 
     async def aget(self, timeout: float | None = None, propagate: bool = True) -> list[R]:
         """Async form of :meth:`get`."""
         deadline = Deadline(timeout)
+        found: list[Outcome | None] = [None] * len(self.results)
         while True:
-            records = await self.app.backend.aget_many([r.id for r in self.results])
-            found = [None if rec is None else Outcome.decode(self.app.codec, rec)
-                     for rec in records]
-            waiting = next((i for i, o in enumerate(found) if o is None or not o.state.final),
-                           None)
-            if waiting is None:
-                return [self.results[i]._settle(o, timeout, propagate)
-                        for i, o in enumerate(found)]
+            waiting = self._unfinished(found)
+            records = await self.app.backend.aget_many([self.results[i].id for i in waiting])
+            if self._note(found, waiting, records):
+                return self._values(found, timeout, propagate)
             if deadline.expired:
-                raise ResultTimeout(f"group {self.id}: {len(self) - self._final(found)} of"
-                                    f" {len(self)} members not finished after {timeout}s")
-            await self.app.backend.await_final(self.results[waiting].id, deadline.left())
+                raise self._timeout(found, timeout)
+            await self.app.backend.await_final(self._last_unfinished(found), deadline.left())
+
+    # Members mostly finish in order, so waiting for the last unfinished one and then reading
+    # only those still unfinished takes a few reads for a whole group.
+    @staticmethod
+    def _unfinished(found: list[Outcome | None]) -> list[int]:
+        return [i for i, o in enumerate(found) if o is None or not o.state.final]
+
+    def _note(self, found: list[Outcome | None], waiting: list[int],
+              records: list[StoredResult | None]) -> bool:
+        """Record what was read; True once every member is final."""
+        for index, record in zip(waiting, records, strict=True):
+            found[index] = None if record is None else Outcome.decode(self.app.codec, record)
+        return not self._unfinished(found)
+
+    def _last_unfinished(self, found: list[Outcome | None]) -> str:
+        return self.results[self._unfinished(found)[-1]].id
+
+    def _values(self, found: list[Outcome | None], timeout: float | None,
+                propagate: bool) -> list[R]:
+        return [self.results[i]._settle(o, timeout, propagate) for i, o in enumerate(found)]
+
+    def _timeout(self, found: list[Outcome | None], timeout: float | None) -> ResultTimeout:
+        left = len(self._unfinished(found))
+        return ResultTimeout(f"group {self.id}: {left} of {len(self)} members not finished"
+                             f" after {timeout}s")
 
     join = get
-
-    @staticmethod
-    def _final(found: list[Outcome | None]) -> int:
-        return sum(o is not None and o.state.final for o in found)
 
     def forget(self) -> None:
         """Delete every member's outcome and the saved membership."""
