@@ -302,9 +302,9 @@ def targets(results: list[dict[str, Any]], libs: list[str]) -> list[dict[str, An
 
 def workflow_table(results: list[dict[str, Any]]) -> str:
     """Group and chord of the workflows scenarios: seconds (direct), round trips (proxied)."""
-    rows = ["\n### workflows (redis)\n", "| library | group s | chord: s to callback |"
-            " callback runs | group trips/member | chord trips/member | s through proxy |",
-            "|---|---|---|---|---|---|---|"]
+    rows = ["\n### workflows (redis)\n", "| library | group s (sending) | chord: s to callback"
+            " (sending) | callback runs | group trips/member | chord trips/member |"
+            " s through proxy |", "|---|---|---|---|---|---|---|"]
     found = False
     for lib in WORKFLOW_LIBS:
         timed = next((r for r in results if (r["lib"], r["scenario"]) == (lib, "workflows")
@@ -315,7 +315,8 @@ def workflow_table(results: list[dict[str, Any]]) -> str:
             continue
         found = True
         t, c = timed or {}, trips or {}
-        rows.append(f"| {lib} | {fmt(t.get('group_seconds'))} | {fmt(t.get('chord_seconds'))}"
+        rows.append(f"| {lib} | {fmt(t.get('group_seconds'))} ({fmt(t.get('group_send_seconds'))})"
+                    f" | {fmt(t.get('chord_seconds'))} ({fmt(t.get('chord_send_seconds'))})"
                     f" | {t.get('callback_runs', '-')} |"
                     f" {fmt(c.get('group_round_trips_per_member'))} |"
                     f" {fmt(c.get('chord_round_trips_per_member'))} |"
