@@ -270,6 +270,26 @@ def test_a_failing_chain_inside_a_chord_header_fails_the_chord(mem: Conveyor) ->
         result.get(timeout=5)
 
 
+def test_workflows_with_a_result_backend_apart_from_the_broker(tmp_path: Path) -> None:
+    """The broker only carries messages (as RabbitMQ would); results, chord counts and
+    memberships are in another store."""
+    app.broker_url = f"memory://canvas-{uuid.uuid4().hex}"
+    app.backend_url = f"sqlite:///{tmp_path}/results.db"
+    try:
+        assert not app.shared_store
+        mark = token()
+        chained = chain(add.s(1, 2), mul.s(10)).apply_async()
+        chorded = chord([add.s(i, i) for i in range(5)], tsum.s(mark)).apply_async()
+        failing = chord([boom.s(1), add.s(1, 1)], tsum.s(mark)).apply_async()
+        run(app)
+        assert chained.get(timeout=10) == 30 and chorded.get(timeout=10) == 20
+        with pytest.raises(ChordError):
+            failing.get(timeout=10)
+        assert LEDGER["tsum", mark] == 1
+    finally:
+        app.close()
+
+
 # -- nesting ----------------------------------------------------------------------------------
 def test_group_inside_a_chain_becomes_a_chord(wf: Conveyor) -> None:
     result = (add.s(1, 1) | group(mul.s(i) for i in range(4)) | tsum.s()).apply_async()

@@ -45,7 +45,9 @@ async def _succeeded(job: Job, verdict: Verdict, value: Any, redelivered: bool) 
 
     assert job.message is not None
     if "chord" in job.message.options and verdict.state is not None:
-        verdict = await _store_now(job, verdict)
+        verdict, ours = await _store_now(job, verdict)
+        if not ours:  # a later delivery of this task holds it now; that one carries on
+            return verdict
     await succeeded(job.app, job.message, value, redelivered)
     return verdict
 
@@ -70,16 +72,18 @@ async def _stored(job: Job) -> Verdict | None:
     return Verdict(Action.ACK, found.state, found.value, found.error)
 
 
-async def _store_now(job: Job, verdict: Verdict) -> Verdict:
-    """Store a chord member's result before it is counted; the settle then carries none."""
-    if verdict.result is not None:
-        write = verdict.result
-    elif job.task is not None and job.task.options.ignore_result:
+async def _store_now(job: Job, verdict: Verdict) -> tuple[Verdict, bool]:
+    """Store a chord member's result before it is counted (the settle then carries none);
+    True when the stored result is this success (a zombie's refused write is not)."""
+    write = verdict.result
+    if write is None and job.task is not None and job.task.options.ignore_result:
         write = _write(job, verdict)
-    else:
-        return verdict  # the results feature has stored it already
-    await job.app.backend.astore(write.task_id, write.record, write.ttl)
-    return verdict.replace(result=None)
+    if write is not None:
+        verdict = verdict.replace(result=None)
+        if await job.app.backend.astore(write.task_id, write.record, write.ttl):
+            return verdict, True
+    record = await job.app.backend.aget(job.id)  # stored already, by us or an earlier delivery
+    return verdict, record is not None and record.state == State.SUCCESS
 
 
 def _write(job: Job, verdict: Verdict) -> ResultWrite:
