@@ -24,6 +24,9 @@ def banner(app: Conveyor, worker: Worker, options: Options) -> str:
                  f" (prefetch {worker.prefetch} per process)"),
         (f"tasks ({len(tasks)})", ", ".join(tasks) or "none registered"),
     ]
+    if options.beat:  # worker --beat
+        periodic = sorted(app.periodic_tasks) + sorted(app.conf.beat_schedule)
+        rows.append((f"beat ({len(periodic)})", ", ".join(periodic) or "no periodic entries"))
     width = max(len(label) for label, _ in rows)
     lines = [f"conveyor {_version()} worker {worker.name} ready"]
     lines += [f"  {label:<{width}}  {value}" for label, value in rows]
