@@ -12,6 +12,7 @@ import functools
 import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, Generic, Self, TypeVar
 
 from ..errors import ConfigurationError
@@ -42,8 +43,8 @@ def publish_options() -> frozenset[str]:
 
 
 def check_options(options: Mapping[str, Any], where: str) -> dict[str, Any]:
-    """Publish options in their wire form (datetimes as epoch seconds); an unknown name is a
-    ConfigurationError that lists the known ones."""
+    """Publish options in their wire form (datetimes as epoch seconds, durations as seconds);
+    an unknown name is a ConfigurationError that lists the known ones."""
     known = publish_options()
     unknown = sorted(set(options) - known - set(CALLBACKS))
     if unknown:
@@ -54,6 +55,9 @@ def check_options(options: Mapping[str, Any], where: str) -> dict[str, Any]:
     for name in ("eta", "expires"):
         if name in checked and not isinstance(checked[name], int | float | None):
             checked[name] = epoch(checked[name])
+    for name, value in checked.items():  # they travel in messages: seconds, not timedeltas
+        if isinstance(value, timedelta):
+            checked[name] = value.total_seconds()
     return checked
 
 

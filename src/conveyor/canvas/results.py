@@ -173,9 +173,9 @@ class GroupResult(AsyncResult[list[R]]):
             result.forget()
         coordination(self.app).delete_value(group_key(self.id))
 
-    def revoke(self) -> bool:
-        """Revoke every member; True if any was not final yet."""
-        return any([r.revoke() for r in self.results])
+    def revoke(self, terminate: bool = False) -> bool:
+        """Revoke every member (see :meth:`AsyncResult.revoke`); True if any was not final."""
+        return bool(self.app.control.revoke([r.id for r in self.results], terminate=terminate))
 
     def save(self) -> GroupResult[R]:
         """Store the member ids for :meth:`restore` (kept as long as results, ``result_ttl``)."""
