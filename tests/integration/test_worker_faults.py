@@ -123,3 +123,20 @@ def test_process_pool_replaces_a_killed_child_and_stops_gracefully(
     supervisor.send_signal(signal.SIGTERM)
     assert supervisor.wait(20) == 0
     assert running.status is State.SUCCESS
+
+
+def test_children_stop_when_their_supervisor_is_killed(
+    app: Conveyor, workers: Workers, env: dict[str, str]
+) -> None:
+    supervisor = workers.start("-c", "2")
+    assert taskapp.add.delay(1, 1).get(timeout=30) == 2
+    children = [int(p) for p in os.popen(f"pgrep -P {supervisor.pid}").read().split()]
+    assert len(children) == 2
+    os.kill(supervisor.pid, signal.SIGKILL)
+    supervisor.wait()
+
+    def gone() -> bool:
+        return not any(os.path.exists(f"/proc/{pid}") and "Z" not in
+                       open(f"/proc/{pid}/stat").read().split()[2] for pid in children)
+
+    wait_for(gone, timeout=15)  # no orphan keeps consuming

@@ -750,7 +750,9 @@ class PullConsumer(Consumer):
     settles go out at once on their own.
     """
 
-    max_idle = 1.0
+    #: Longest an idle consumer sleeps before looking again although nothing woke it: a
+    #: safety net (new messages, ETAs and lease expiries wake or time it anyway).
+    max_idle = 5.0
     #: Longest a settle waits for the next claim to carry it.
     RIDE_FOR = 0.02
 

@@ -99,7 +99,7 @@ SCHEMA_VERSION = 2
 CONSUMERS, RESULTS, EVENTS, CONTROL = "q", "r", "e", "c"
 
 #: Longest a result waiter sleeps before looking again, in case a ring went astray.
-_RESULT_RECHECK = 1.0
+_RESULT_RECHECK = 5.0
 #: Poll interval when no doorbell is available.
 _FALLBACK_POLL = 0.1
 #: Seconds between sweeps of expired results and members.

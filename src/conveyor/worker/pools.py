@@ -149,10 +149,27 @@ def _exit_past_stuck_threads(code: int = 0) -> None:
 
 
 async def _watch_parent(worker: Worker, parent: int) -> None:
-    """Stop when the supervisor is gone, so no orphan keeps consuming."""
+    """Stop when the supervisor is gone, so no orphan keeps consuming: woken by a pidfd where
+    the kernel has them (Linux 5.3+), else by looking once a second."""
     import asyncio
 
-    # No event exists for a parent's death, so look once a second.
+    try:
+        fd = os.pidfd_open(parent)
+    except (AttributeError, OSError):
+        fd = None
+    if fd is not None:
+        gone: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def readable() -> None:
+            if not gone.done():
+                gone.set_result(None)
+
+        asyncio.get_running_loop().add_reader(fd, readable)
+        try:
+            await gone
+        finally:
+            asyncio.get_running_loop().remove_reader(fd)
+            os.close(fd)
     while os.getppid() == parent:  # noqa: ASYNC110
         await asyncio.sleep(1.0)
     log.warning("supervisor %d is gone; stopping", parent)
