@@ -22,6 +22,7 @@ import asyncio
 import collections
 import logging
 import os
+import signal
 from abc import ABC, abstractmethod
 from collections.abc import Awaitable, Coroutine, Sequence
 from dataclasses import dataclass
@@ -33,8 +34,27 @@ from ..events import Event, Retention
 
 log = logging.getLogger("conveyor.broker")
 
-#: Set in tests to make a consumer exit right after claiming (before handing out the delivery).
+#: Set in tests to make a consumer's process SIGKILL itself right after a claim, before any
+#: in-flight bookkeeping: ``1`` at the first claim that got messages, ``N`` at the N-th. Read
+#: once, when this module is imported: unset, the check is one false test per claim.
 CRASH_AFTER_CLAIM_ENV = "CONVEYOR_TEST_CRASH_AFTER_CLAIM"
+
+
+def _crash_countdown() -> int:
+    value = os.environ.get(CRASH_AFTER_CLAIM_ENV, "")
+    return int(value) if value.isdigit() else int(bool(value))
+
+
+_crash_after_claims = _crash_countdown()
+
+
+def crash_point() -> None:
+    """The test hook of :data:`CRASH_AFTER_CLAIM_ENV`: consumers call it (when the hook is set)
+    after the store handed out messages and before they record them as held."""
+    global _crash_after_claims
+    _crash_after_claims -= 1
+    if _crash_after_claims == 0:
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 @dataclass(frozen=True, slots=True)
@@ -837,8 +857,8 @@ class PullConsumer(Consumer):
         self._start_renewer()
         riding, self._riding = self._riding, []
         batch = await self._claim_with(riding, free)
-        if batch.claims and os.environ.get(CRASH_AFTER_CLAIM_ENV):
-            os._exit(99)
+        if _crash_after_claims and batch.claims:
+            crash_point()
         for claim in batch.claims:
             delivery = LeasedDelivery(self, claim)
             self._held[claim.token] = delivery

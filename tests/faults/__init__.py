@@ -1,0 +1,1 @@
+"""The fault matrix: every scenario of docs/reliability.md against every broker that applies."""

@@ -1,0 +1,196 @@
+"""The scenario harness: the brokers under test, worker fleets, producers and the figures.
+
+A scenario gets a :class:`Target` (the broker: a private key prefix or file on a shared server,
+or a server of its own when the scenario kills it), starts a :class:`Fleet` of real worker
+processes of :mod:`tests.faults.faultapp`, injects its fault, waits for the ledger, and checks
+it (:func:`tests.faults.ledger.check`). Each scenario's figures are printed and, with
+``FAULTS_RESULTS`` set, appended to that file as one JSON line (docs/reliability.md is written
+from them).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import importlib.util
+import json
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from conveyor import Conveyor
+from tests.faults import faultapp, ledger
+from tests.stores import store_url
+
+ROOT = Path(__file__).resolve().parents[2]
+
+#: Every broker of the matrix; a broker whose module is not there yet is skipped, saying so.
+BROKERS = ["sqlite", "redis", "amqp"]
+MODULES = {"sqlite": "conveyor.brokers.sqlite", "redis": "conveyor.brokers.redis",
+           "amqp": "conveyor.brokers.amqp"}
+
+#: The long versions: ``make faults`` (FAULTS_LONG=1) runs them, ``make test`` the short ones.
+LONG = bool(os.environ.get("FAULTS_LONG"))
+
+
+def need_module(kind: str) -> None:
+    if importlib.util.find_spec(MODULES[kind]) is None:
+        pytest.skip(f"{MODULES[kind]} does not exist yet: the {kind} rows of the matrix wait"
+                    " for that broker")
+
+
+@dataclass
+class Target:
+    """The broker under test: its kind, URL, and its own server when the scenario kills it."""
+
+    kind: str
+    url: str
+    server: Any = None
+    workdir: Path | None = None
+
+
+@contextlib.contextmanager
+def shared_target(kind: str, tmp_path: Path) -> Iterator[Target]:
+    """A private prefix (or file) on the shared server, removed afterwards."""
+    need_module(kind)
+    with store_url(kind, tmp_path) as url:
+        yield Target(kind, url)
+
+
+def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise AssertionError(f"{what}: not within {timeout:.0f}s")
+        time.sleep(every)
+
+
+class Fleet:
+    """Worker processes of the fault app on one target; none outlives the test."""
+
+    def __init__(self, target: Target, tmp_path: Path) -> None:
+        self.target = target
+        self.ledger = ledger.create(tmp_path / "ledger.db")
+        self.logs = tmp_path / "logs"
+        self.logs.mkdir(exist_ok=True)
+        self.faults = ledger.Faults()
+        self.procs: list[subprocess.Popen[bytes]] = []
+        self.env = {**os.environ, "PYTHONPATH": str(ROOT), "CONVEYOR_BROKER_URL": target.url,
+                    "FAULTS_LEDGER": str(self.ledger), "CONVEYOR_EVENTS": "false"}
+
+    def start(self, *args: str, pool: str = "thread", concurrency: int = 4, lease: float = 2.0,
+              env: dict[str, str] | None = None,
+              prefix: Sequence[str] = ()) -> subprocess.Popen[bytes]:
+        argv = [*prefix, sys.executable, "-m", "conveyor", "worker", "-A",
+                "tests.faults.faultapp", "--pool", pool, "-c", str(concurrency),
+                "--lease", str(lease), "-l", "warning", *args]
+        log = open(self.logs / f"worker-{len(self.procs)}.log", "ab")  # noqa: SIM115
+        proc = subprocess.Popen(argv, cwd=ROOT, env={**self.env, **(env or {})},
+                                stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+        log.close()
+        self.procs.append(proc)
+        return proc
+
+    def alive(self) -> list[subprocess.Popen[bytes]]:
+        return [p for p in self.procs if p.poll() is None]
+
+    def kill(self, proc: subprocess.Popen[bytes], sig: int = signal.SIGKILL) -> None:
+        """SIGKILL (or SIGSTOP) a worker and every process of its group, recording when."""
+        for pid in [proc.pid, *children(proc.pid)]:
+            self.faults.kill(pid)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        if sig == signal.SIGKILL:
+            proc.wait()
+
+    def stop_all(self) -> None:
+        for proc in self.alive():
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGCONT)
+                proc.send_signal(signal.SIGINT)
+                proc.send_signal(signal.SIGINT)
+        for proc in self.procs:
+            try:
+                proc.wait(15)
+            except subprocess.TimeoutExpired:
+                with contextlib.suppress(ProcessLookupError):
+                    os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+
+    def wait_ended(self, ids: set[str], timeout: float) -> float:
+        """Wait until every id has an end row; returns the seconds it took."""
+        started = time.monotonic()
+        wait_for(lambda: ids <= ledger.ended_ids(self.ledger), timeout,
+                 f"{len(ids - ledger.ended_ids(self.ledger))} of {len(ids)} tasks never ended")
+        return time.monotonic() - started
+
+    def log_tail(self) -> str:
+        return "\n".join(p.read_text()[-2000:] for p in sorted(self.logs.iterdir()))
+
+
+def children(pid: int) -> list[int]:
+    try:
+        with open(f"/proc/{pid}/task/{pid}/children") as fh:
+            return [int(p) for p in fh.read().split()]
+    except OSError:
+        return []
+
+
+def bind_app(url: str) -> Conveyor:
+    """The fault app in this (producer) process, bound to ``url``."""
+    faultapp.app.close()
+    faultapp.app.broker_url = faultapp.app.backend_url = url
+    return faultapp.app
+
+
+def durations(count: int, low: float, high: float, seed: int = 14) -> list[float]:
+    rng = random.Random(seed)
+    return [round(rng.uniform(low, high), 3) for _ in range(count)]
+
+
+def enqueue(count: int, low: float, high: float, chunk: int = 50) -> list[str]:
+    """Publish ``count`` work tasks (in bulk chunks); the ids of those whose publish returned."""
+    ids: list[str] = []
+    spans = durations(count, low, high)
+    for start in range(0, count, chunk):
+        sent = faultapp.app.send_many([faultapp.work.s(s) for s in spans[start:start + chunk]])
+        ids += [r.id for r in sent]
+    return ids
+
+
+def settled(app: Conveyor, queue: str = "default") -> bool:
+    stats = app.broker.stats(queue)  # type: ignore[attr-defined]
+    return (stats.ready, stats.in_flight, stats.delayed) == (0, 0, 0)
+
+
+@dataclass
+class Figures:
+    """What one scenario on one broker observed, as reported in docs/reliability.md."""
+
+    scenario: str
+    broker: str
+    long: bool = LONG
+    values: dict[str, Any] = field(default_factory=dict)
+
+    def add(self, **values: Any) -> None:
+        self.values.update(values)
+
+    def publish(self) -> None:
+        line = {"scenario": self.scenario, "broker": self.broker, "long": self.long,
+                **self.values}
+        print("FAULTS", json.dumps(line))
+        out = os.environ.get("FAULTS_RESULTS")
+        if out:
+            with open(out, "a") as fh:
+                fh.write(json.dumps(line) + "\n")
