@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck services bench clean
+.PHONY: demo test lint typecheck services bench faults clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,13 @@ typecheck: $(STAMP)
 test: $(STAMP) services lint typecheck
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
+# The long versions of the fault matrix (docs/reliability.md); `make test` runs the short ones.
+faults: $(STAMP) services
+	FAULTS_LONG=1 FAULTS_RESULTS=$${FAULTS_RESULTS:-faults-results.jsonl} \
+		$(VENV)/bin/pytest -q -p no:cacheprovider -rs --timeout 3600 tests/faults
+
 bench: $(STAMP) services
 	$(PY) -m bench.run
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache demo-out
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache demo-out faults-results.jsonl
