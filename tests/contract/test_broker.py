@@ -462,3 +462,19 @@ async def test_settles_given_while_the_consumer_waits_ride_with_its_next_claim(
     if isinstance(store, QueueAdmin):
         stats = store.stats("q")
         assert (stats.ready, stats.in_flight) == (0, 0)
+
+
+async def test_an_id_published_again_while_stored_is_one_job(store: Any) -> None:
+    """The same id published twice (a retried publish, two producers at once), while queued or
+    held, is one message, and its holder keeps it."""
+    needs(store, PullBroker, "leases")
+    sent = env()
+    store.publish([sent])
+    store.publish([sent])
+    consumer = store.consume(["q"], prefetch=2, lease=30)
+    held = await take(consumer)
+    store.publish([Envelope(id=sent.id, queue="q", body=b"later")])
+    assert await nothing_within(consumer, 0.3)
+    await held.ack()  # not LeaseLost: the second publish did not take it away
+    assert held.envelope.body == b"x"
+    await consumer.close()

@@ -234,7 +234,7 @@ async def test_crash_right_after_claim_is_redelivered(url: str, children: list[C
     crasher = Child("drain", url, "5", "1.0", extra_env={CRASH_AFTER_CLAIM_ENV: "1"})
     children.append(crasher)
     assert crasher.line() == "ready"
-    assert crasher.proc.wait(10) == -signal.SIGKILL  # killed itself between the claim and any bookkeeping
+    assert crasher.proc.wait(10) == -signal.SIGKILL  # between the claim and any bookkeeping
     assert store.stats("q").ready + store.stats("q").in_flight == 1
     consumer = store.consume(["q"], prefetch=1, lease=30)
     got = await asyncio.wait_for(anext(consumer), 4)

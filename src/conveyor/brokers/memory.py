@@ -99,9 +99,9 @@ class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventL
     # -- producer -------------------------------------------------------------------------
     def publish(self, envelopes: Sequence[Envelope]) -> None:
         with self._lock:
-            for env in envelopes:  # a republished id keeps its attempt count (fencing)
-                old = self._messages.get(env.id)
-                self._messages[env.id] = _Entry(env, next(self._seq), old.attempt if old else 0)
+            for env in envelopes:  # an id already stored stays as it is (one job per id)
+                if env.id not in self._messages:
+                    self._messages[env.id] = _Entry(env, next(self._seq), 0)
         self._bell.ring()
 
     async def apublish(self, envelopes: Sequence[Envelope]) -> None:

@@ -356,11 +356,7 @@ _COLUMNS = "seq, id, queue, body, content_type, priority, eta"
 _PUBLISH = """
 INSERT INTO messages (seq, id, queue, body, content_type, priority, eta, state)
 VALUES ((SELECT coalesce(max(seq), 0) + 1 FROM messages), ?, ?, ?, ?, ?, ?, ?)
-ON CONFLICT (id) DO UPDATE SET
-    seq = excluded.seq, queue = excluded.queue, body = excluded.body,
-    content_type = excluded.content_type, priority = excluded.priority, eta = excluded.eta,
-    state = excluded.state, token = NULL, lease_until = NULL, reason = NULL, failed_at = NULL,
-    deliveries = 0
+ON CONFLICT (id) DO NOTHING
 """
 
 
@@ -369,8 +365,9 @@ def publish_rows(conn: sqlite3.Connection, envelopes: Sequence[Envelope],
                  now: float) -> None:
     """Insert all envelopes, and store ``records`` under the fencing rule, in one transaction.
 
-    Publishing an id that is already stored replaces that message (latest publish wins, as in the
-    other stores) but keeps its attempt count, so fencing numbers never go back.
+    Publishing an id that is already stored (queued, delayed, held or dead) leaves the stored
+    message as it is, as on Redis: a publish retried after an error, or the same id sent by two
+    producers at once, is one job, and a held message keeps its holder's lease.
     """
     rows = [
         (e.id, e.queue, bytes(e.body), e.content_type, e.priority, e.eta,
