@@ -8,13 +8,28 @@ from pathlib import Path
 import pytest
 
 from conveyor import Conveyor
-from tests.faults.harness import BROKERS, Figures, Fleet, Target, bind_app, shared_target
+from tests.faults.harness import (
+    BROKERS,
+    Figures,
+    Fleet,
+    Target,
+    bind_app,
+    own_target,
+    shared_target,
+)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line("markers", "own_server: the scenario kills or fills its broker's"
+                            " server, so it gets one of its own")
 
 
 @pytest.fixture(params=BROKERS)
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
-    """The broker on its shared server, under a private prefix, db file or vhost."""
-    with shared_target(request.param, tmp_path) as found:
+    """The broker on its shared server, under a private prefix, db file or vhost; a server of
+    its own for a scenario marked ``own_server``."""
+    own = request.node.get_closest_marker("own_server") is not None
+    with (own_target if own else shared_target)(request.param, tmp_path) as found:
         yield found
 
 

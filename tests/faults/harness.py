@@ -65,6 +65,29 @@ def shared_target(kind: str, tmp_path: Path) -> Iterator[Target]:
         yield Target(kind, url)
 
 
+@contextlib.contextmanager
+def own_target(kind: str, tmp_path: Path) -> Iterator[Target]:
+    """A broker of this test alone, which the scenario may kill and restart: a redis-server
+    with appendonly (fsync at every write) on a free port, a SQLite file."""
+    need_module(kind)
+    if kind == "sqlite":
+        yield Target(kind, f"sqlite:///{tmp_path}/own.db", workdir=tmp_path)
+    elif kind == "redis":
+        from tests.integration.test_redis_faults import PrivateRedis
+
+        workdir = tmp_path / "redis"
+        workdir.mkdir()
+        server = PrivateRedis(workdir, "--appendonly", "yes", "--appendfsync", "always").start()
+        try:
+            yield Target(kind, f"redis://127.0.0.1:{server.port}/0?prefix=faults", server,
+                         workdir)
+        finally:
+            server.kill()
+    else:
+        pytest.skip(f"a private {kind} server for this scenario is to be set up with the"
+                    " broker; its rows are to be measured once it lands")
+
+
 def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:
     deadline = time.monotonic() + timeout
     while True:

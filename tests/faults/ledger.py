@@ -129,12 +129,18 @@ class Verdict:
 
 @dataclass
 class Faults:
-    """The faults a test injected: pid -> time of its SIGKILL (or SIGSTOP)."""
+    """The faults a test injected: pid -> time of its SIGKILL (or SIGSTOP), and the broker's
+    outages (start, end): a settle that fell in one failed, so its task may run again."""
 
     killed: dict[int, float] = field(default_factory=dict)
+    outages: list[tuple[float, float]] = field(default_factory=list)
 
     def kill(self, pid: int) -> None:
         self.killed.setdefault(pid, time.time())
+
+    def in_outage(self, at: float | None) -> bool:
+        return at is not None and any(start - ACK_SLACK <= at <= end + ACK_SLACK
+                                      for start, end in self.outages)
 
 
 def check(path: Path, expected: Iterable[str], faults: Faults | None = None, *,
@@ -162,6 +168,8 @@ def check(path: Path, expected: Iterable[str], faults: Faults | None = None, *,
 
 
 def _cut_short(run: Run, faults: Faults) -> bool:
+    if faults.in_outage(run.ended if run.ended is not None else run.started):
+        return True
     killed_at = faults.killed.get(run.pid)
     if killed_at is None or run.started > killed_at:
         return False

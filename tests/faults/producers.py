@@ -3,7 +3,7 @@
 ``same-ids COUNT SEED START``: at wall-clock time START, enqueue work tasks with the ids
 ``dup-0`` .. ``dup-{COUNT-1}`` in a shuffled order, one call each; print ``ok ID`` or
 ``err ID TYPE`` per call. ``stream CHUNK``: enqueue chunks of work tasks until killed, printing
-the ids of each chunk once its publish returned.
+the ids of each chunk once its publish returned, every 10 ms.
 """
 
 from __future__ import annotations
@@ -33,6 +33,7 @@ def stream(chunk: int) -> None:
     while True:
         sent = faultapp.app.send_many([faultapp.work.s(0.01) for _ in range(chunk)])
         print(" ".join(r.id for r in sent), flush=True)
+        time.sleep(0.01)
 
 
 def main(argv: list[str]) -> None:

@@ -55,3 +55,12 @@ def test_two_live_runs_at_once_overlap(tmp_path: Path) -> None:
     ])
     assert ledger.check(path, {"a"}, ledger.Faults({10: 1.5})).overlapping == []
     assert ledger.check(path, {"a"}).overlapping == ["a"]
+
+
+def test_a_rerun_after_a_broker_outage_is_explained(tmp_path: Path) -> None:
+    path = write(tmp_path / "l.db", [
+        ("a", 1, 10, "start", 1.0), ("a", 1, 10, "end", 2.0),     # its ack met the outage
+        ("a", 2, 11, "start", 20.0), ("a", 2, 11, "end", 21.0),
+    ])
+    assert ledger.check(path, {"a"}, ledger.Faults(outages=[(3.0, 6.0)])).clean
+    assert not ledger.check(path, {"a"}, ledger.Faults(outages=[(12.0, 16.0)])).clean
