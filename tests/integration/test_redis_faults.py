@@ -504,3 +504,37 @@ def test_worker_keeps_consuming_after_redis_restarts(
         worker.send_signal(signal.SIGINT)
         worker.send_signal(signal.SIGINT)
         worker.wait(15)
+
+
+async def test_wake_up_reader_survives_a_subscribe_made_while_the_server_is_down(
+    tmp_path: Path, servers: list[PrivateRedis]
+) -> None:
+    """Waits that subscribe while Redis is down or coming back must never show the hub's reader
+    a pub/sub that is not connected: the reader would die on it (RuntimeError)."""
+    server = PrivateRedis(tmp_path, "--appendonly", "yes").start()
+    servers.append(server)
+    store = open_store(f"redis://127.0.0.1:{server.port}/0?prefix=hub")
+    await store._wait(["q"], 0.05)  # subscribed, the reader runs
+    hub = store._side().hub
+    server.kill(signal.SIGKILL)
+    deadline = time.monotonic() + 3
+    while time.monotonic() < deadline:  # the reader backs off; waits subscribe meanwhile
+        with contextlib.suppress(BrokerUnavailable):
+            await store._wait(["q", "other"], 0.05)
+        await asyncio.sleep(0.05)
+    assert not _died(hub._reader)
+    server.start()
+    await store._wait(["q"], 0.05)  # subscribes while the reader may be reconnecting too
+    await asyncio.sleep(0.5)
+    assert not _died(hub._reader)
+    waiting = asyncio.ensure_future(store._wait(["q"], 30))
+    await asyncio.sleep(0.3)
+    store.publish([env()])
+    await asyncio.wait_for(waiting, 5)  # woken by the announcement, not the 30 s timeout
+    await store.aclose()
+
+
+def _died(task: asyncio.Task[None] | None) -> BaseException | None:
+    if task is None or not task.done() or task.cancelled():
+        return None
+    return task.exception()

@@ -1485,8 +1485,7 @@ class _Hub:
         new = [c for c in dict.fromkeys(channels) if c not in self._live]
         if not new:
             return False
-        loop = asyncio.get_running_loop()
-        confirmations = [self._confirming.setdefault(c, loop.create_future()) for c in new]
+        confirmations = [self._confirmation(c) for c in new]
         try:
             await self._subscribe(new)
             self._start_reader()
@@ -1498,17 +1497,39 @@ class _Hub:
             raise self._error(redis.TimeoutError("no confirmation of SUBSCRIBE")) from exc
         return True
 
+    def _confirmation(self, channel: str) -> asyncio.Future[None]:
+        """The future the reader resolves when ``channel``'s SUBSCRIBE is confirmed. Its failure
+        is marked seen: a wait that gave up before it (its SUBSCRIBE failed) never reads it."""
+        future = self._confirming.get(channel)
+        if future is None:
+            future = asyncio.get_running_loop().create_future()
+            future.add_done_callback(lambda done: done.cancelled() or done.exception())
+            self._confirming[channel] = future
+        return future
+
     async def _subscribe(self, channels: Iterable[str]) -> None:
         """SUBSCRIBE on the shared connection, opening it (with every wanted channel) if there
         is none. One sender at a time: redis-py's PubSub opens a second connection when two
         tasks connect it at once, and the reader would never see the second one's messages."""
+        channels = list(channels)
         async with self._sending:
-            if self._pubsub is None:
-                channels = self._wanted().union(channels)
-                if not channels:
-                    return
-                self._pubsub = self._client.pubsub()
-            await self._pubsub.subscribe(*channels)
+            if self._pubsub is not None:
+                if channels:
+                    await self._pubsub.subscribe(*channels)
+                return
+            channels = sorted(self._wanted().union(channels))
+            if not channels:
+                return
+            # Shared only once connected: the reader must never read a pub/sub that is still
+            # connecting (or failed to), redis-py raises RuntimeError there.
+            pubsub = self._client.pubsub()
+            try:
+                await pubsub.subscribe(*channels)
+            except BaseException:
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+                raise
+            self._pubsub = pubsub
 
     async def _drop(self, channel: str) -> None:
         # Forget it now: a new holder must subscribe again, not trust a dying subscription.
