@@ -21,16 +21,21 @@ from tests.faults.harness import (
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "own_server: the scenario kills or fills its broker's"
-                            " server, so it gets one of its own")
+                            " server, so it gets one of its own (small=True: SQLite on a small"
+                            " filesystem)")
 
 
 @pytest.fixture(params=BROKERS)
 def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     """The broker on its shared server, under a private prefix, db file or vhost; a server of
     its own for a scenario marked ``own_server``."""
-    own = request.node.get_closest_marker("own_server") is not None
-    with (own_target if own else shared_target)(request.param, tmp_path) as found:
-        yield found
+    own = request.node.get_closest_marker("own_server")
+    if own is None:
+        with shared_target(request.param, tmp_path) as found:
+            yield found
+    else:
+        with own_target(request.param, tmp_path, small=own.kwargs.get("small", False)) as found:
+            yield found
 
 
 @pytest.fixture

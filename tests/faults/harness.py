@@ -66,11 +66,18 @@ def shared_target(kind: str, tmp_path: Path) -> Iterator[Target]:
 
 
 @contextlib.contextmanager
-def own_target(kind: str, tmp_path: Path) -> Iterator[Target]:
+def own_target(kind: str, tmp_path: Path, *, small: bool = False) -> Iterator[Target]:
     """A broker of this test alone, which the scenario may kill and restart: a redis-server
-    with appendonly (fsync at every write) on a free port, a SQLite file."""
+    with appendonly (fsync at every write) on a free port, a SQLite file (with ``small``, on a
+    small filesystem of its own)."""
     need_module(kind)
-    if kind == "sqlite":
+    if kind == "sqlite" and small:
+        disk = small_disk(tmp_path / "disk")
+        try:
+            yield Target(kind, f"sqlite:///{disk}/own.db", workdir=disk)
+        finally:
+            subprocess.run(["umount", "-l", str(disk)], check=False, capture_output=True)
+    elif kind == "sqlite":
         yield Target(kind, f"sqlite:///{tmp_path}/own.db", workdir=tmp_path)
     elif kind == "redis":
         from tests.integration.test_redis_faults import PrivateRedis
@@ -86,6 +93,17 @@ def own_target(kind: str, tmp_path: Path) -> Iterator[Target]:
     else:
         pytest.skip(f"a private {kind} server for this scenario is to be set up with the"
                     " broker; its rows are to be measured once it lands")
+
+
+def small_disk(where: Path, size: str = "24m") -> Path:
+    """A small tmpfs of its own at ``where`` (so a scenario can fill it); skipped when this
+    process may not mount one."""
+    where.mkdir()
+    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
+                          capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.skip(f"cannot mount a small tmpfs here: {done.stderr.strip()}")
+    return where
 
 
 def wait_for(check: Callable[[], Any], timeout: float, what: str, every: float = 0.1) -> Any:

@@ -1,0 +1,124 @@
+"""Scenario 12: the store runs out of space (SQLite's disk full, Redis at maxmemory with
+noeviction) or is read-only (SQLite) while producers publish and a worker runs."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import subprocess
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+import redis
+
+from conveyor import Conveyor
+from conveyor.errors import ConveyorError
+from tests.faults import faultapp, ledger
+from tests.faults.harness import LONG, Figures, Fleet, Target, settled, wait_for
+
+pytestmark = [pytest.mark.slow, pytest.mark.own_server(small=True),
+              pytest.mark.timeout(1800 if LONG else 150)]
+
+
+@contextlib.contextmanager
+def no_space(target: Target) -> Iterator[Callable[[], None]]:
+    """Take the store's space away; the yielded function gives it back."""
+    if target.kind == "sqlite":
+        assert target.workdir is not None
+        filler = target.workdir / "filler"
+        with open(filler, "wb") as fh, contextlib.suppress(OSError):
+            while True:  # until ENOSPC
+                fh.write(b"\0" * (1 << 20))
+                fh.flush()
+                os.fsync(fh.fileno())
+        yield lambda: filler.unlink(missing_ok=True)
+        filler.unlink(missing_ok=True)
+    else:
+        client = redis.Redis(port=target.server.port)
+        used = int(client.info("memory")["used_memory"])
+        client.config_set("maxmemory-policy", "noeviction")
+        client.config_set("maxmemory", str(used + (256 << 10)))
+        yield lambda: client.config_set("maxmemory", "0")
+        client.config_set("maxmemory", "0")
+        client.close()
+
+
+def publish_until_refused(limit: float) -> tuple[list[str], list[str]]:
+    """Publish chunks until the store refuses for a second; returns accepted ids, refusals."""
+    accepted: list[str] = []
+    refusals: list[str] = []
+    first = None
+    deadline = time.monotonic() + limit
+    while time.monotonic() < deadline and (first is None or time.monotonic() - first < 1.0):
+        try:
+            sent = faultapp.app.send_many([faultapp.work.s(0.01) for _ in range(20)])
+        except ConveyorError as exc:
+            refusals.append(f"{type(exc).__name__}: {exc}")
+            first = first or time.monotonic()
+            time.sleep(0.05)
+            continue
+        except Exception as exc:  # a driver error that escaped its conversion
+            pytest.fail(f"a publish raised {type(exc).__name__}, not a Conveyor error: {exc}")
+        accepted += [r.id for r in sent]
+    return accepted, refusals
+
+
+def test_store_out_of_space(target: Target, fleet: Fleet, app: Conveyor,
+                            figures: Figures) -> None:
+    """12. Producers get a clear Conveyor error while the store is full; what was queued is
+    not lost; the worker goes on by itself once there is space again."""
+    before = [r.id for r in faultapp.app.send_many([faultapp.work.s(0.05) for _ in range(100)])]
+    worker = fleet.start(concurrency=2)
+    wait_for(lambda: ledger.ended_ids(fleet.ledger), 60, "the worker never started")
+    went = time.time()
+    with no_space(target) as give_back:
+        accepted, refusals = publish_until_refused(60)
+        time.sleep(2.0)  # the worker meets the full store too
+        give_back()
+        back = time.time()
+    fleet.faults.outages.append((went, back))
+    after = [r.id for r in faultapp.app.send_many([faultapp.work.s(0.01) for _ in range(50)])]
+    ids = set(before) | set(accepted) | set(after)
+    took = fleet.wait_ended(ids, 300 if LONG else 90)
+    wait_for(lambda: settled(app), 30, "queue not empty")
+    verdict = ledger.check(fleet.ledger, ids, fleet.faults)
+    figures.add(**verdict.summary(), refused=len(refusals),
+                error=refusals[0] if refusals else "", recovery_seconds=round(took, 1))
+    figures.publish()
+    assert refusals, "the full store never refused a publish"
+    marker = "full" if target.kind == "sqlite" else "maxmemory"
+    assert all(marker in text for text in refusals), refusals[:3]
+    assert verdict.clean, verdict
+    assert worker.poll() is None
+
+
+def test_sqlite_read_only(target: Target, fleet: Fleet, app: Conveyor, tmp_path: Path,
+                          figures: Figures) -> None:
+    """12 (SQLite). A producer whose view of the database is read-only (a read-only bind mount
+    of its directory) gets a clear error; the queue and the worker are unharmed."""
+    if target.kind != "sqlite":
+        pytest.skip("read-only applies to a database file")
+    assert target.workdir is not None
+    before = {r.id for r in faultapp.app.send_many([faultapp.work.s(0.01) for _ in range(50)])}
+    fleet.start(concurrency=2)
+    view = tmp_path / "read-only"
+    view.mkdir()
+    subprocess.run(["mount", "--bind", str(target.workdir), str(view)], check=True)
+    try:
+        subprocess.run(["mount", "-o", "remount,bind,ro", str(view)], check=True)
+        producer = Conveyor("faults-ro", broker=f"sqlite:///{view}/own.db")
+        with pytest.raises(ConveyorError) as refused:
+            producer.send_task("tests.faults.faultapp.work", [0.01])
+        producer.close()
+    finally:
+        subprocess.run(["umount", "-l", str(view)], check=False)
+    after = {faultapp.work.delay(0.01).id}
+    fleet.wait_ended(before | after, 60)
+    wait_for(lambda: settled(app), 30, "queue not empty")
+    verdict = ledger.check(fleet.ledger, before | after)
+    figures.add(**verdict.summary(), error=f"{type(refused.value).__name__}: {refused.value}")
+    figures.publish()
+    assert "read-only" in str(refused.value) or "readonly" in str(refused.value)
+    assert verdict.clean, verdict
