@@ -44,6 +44,8 @@ def test_sigterm_during_blocking_read(target: Target, fleet: Fleet, app: Conveyo
     try:
         for _ in range(rounds):
             time.sleep(rng.uniform(0.5, 1.5))
+            wait_for(lambda v=victim: any(r.pid == v.pid for r in ledger.read_runs(fleet.ledger)),
+                     60, "the new worker never ran a task")  # its signal handlers are set
             stopped = time.monotonic()
             victim.send_signal(signal.SIGTERM)
             assert victim.wait(30) == 0
