@@ -85,7 +85,8 @@ def test_graceful_shutdown_under_load(target: Target, fleet: Fleet, app: Conveyo
         assert stats.in_flight == 0, "prefetched tasks were not given back at exit"
         given_back.append(stats.ready)
     back = time.monotonic()
-    fleet.start(concurrency=4, lease=60.0)
+    for _ in range(3 if LONG else 1):
+        fleet.start(concurrency=8 if LONG else 4, lease=60.0)
     fleet.wait_ended(ids, 1200 if LONG else 60)
     wait_for(lambda: settled(app), 30, "queue not empty after the last task")
     verdict = ledger.check(fleet.ledger, ids)
