@@ -181,6 +181,63 @@ class Cluster:
         shutil.rmtree(self.dir, ignore_errors=True)
 
 
+class Sentinels:
+    """A primary, its replica and three sentinels watching them as ``mymaster`` (quorum 2,
+    down after 1 s), all on loopback."""
+
+    SERVICE = "mymaster"
+
+    def __init__(self, down_after_ms: int = 1000) -> None:
+        self.dir = Path(tempfile.mkdtemp(prefix="conveyor-sentinel-"))
+        self.primary = Node(self.dir / "primary", _free_port(), "--appendonly", "no")
+        self.replica = Node(self.dir / "replica", _free_port(), "--appendonly", "no",
+                            "--replicaof", "127.0.0.1", str(self.primary.port))
+        self.sentinels = []
+        for i in range(3):
+            conf = self.dir / f"sentinel-{i}.conf"
+            conf.write_text(
+                f"sentinel monitor {self.SERVICE} 127.0.0.1 {self.primary.port} 2\n"
+                f"sentinel down-after-milliseconds {self.SERVICE} {down_after_ms}\n"
+                f"sentinel failover-timeout {self.SERVICE} 10000\n"
+                f"sentinel parallel-syncs {self.SERVICE} 1\n")
+            self.sentinels.append(
+                Node(self.dir / f"s{i}", _free_port(), "--sentinel", config=conf))
+
+    def __enter__(self) -> Sentinels:
+        for node in (self.primary, self.replica, *self.sentinels):
+            node.start()
+        _wait_until(self._watching, "sentinels that know the replica and each other")
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        for node in (self.primary, self.replica, *self.sentinels):
+            node.kill()
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+    def _watching(self) -> bool:
+        for sentinel in self.sentinels:
+            with sentinel.client() as client:
+                info = client.execute_command("SENTINEL", "MASTER", self.SERVICE)
+                fields = dict(zip(info[::2], info[1::2], strict=False)) if isinstance(
+                    info, list) else info
+                fields = {_text(k): _text(v) for k, v in fields.items()}
+                if int(fields["num-slaves"]) < 1 or int(fields["num-other-sentinels"]) < 2:
+                    return False
+        return True
+
+    def current_primary(self) -> int:
+        """The port the sentinels name as the primary now."""
+        with self.sentinels[0].client() as client:
+            _, port = client.execute_command("SENTINEL", "GET-MASTER-ADDR-BY-NAME",
+                                             self.SERVICE)
+        return int(port)
+
+    @property
+    def url(self) -> str:
+        hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
+        return f"redis+sentinel://{hosts}/{self.SERVICE}/0"
+
+
 def drop_cluster_prefix(cluster: Cluster, prefix: str) -> None:
     """Delete every key of a test prefix on each master, one key per DEL (slots differ)."""
     for node in cluster.masters().values():

@@ -1569,6 +1569,13 @@ class _AckBatcher:
             self._next()
 
 
+def _observed(future: asyncio.Future[None]) -> asyncio.Future[None]:
+    """``future``, its exception marked as seen: a failed confirmation that every waiter has
+    stopped waiting for (it timed out, or another one failed first) is not an error to log."""
+    future.add_done_callback(lambda f: f.cancelled() or f.exception())
+    return future
+
+
 class _Hub:
     """One pub/sub connection per event loop, shared by every waiter of the store.
 
@@ -1639,7 +1646,8 @@ class _Hub:
         if not new:
             return False
         loop = asyncio.get_running_loop()
-        confirmations = [self._confirming.setdefault(c, loop.create_future()) for c in new]
+        confirmations = [self._confirming.setdefault(c, _observed(loop.create_future()))
+                         for c in new]
         try:
             await self._subscribe(new)
             self._start_reader()
@@ -1661,7 +1669,16 @@ class _Hub:
                 if not channels:
                     return
                 self._pubsub = self._client.pubsub()
-            await self._pubsub.subscribe(*channels)
+            try:
+                await self._pubsub.subscribe(*channels)
+            except (RedisError, OSError):
+                # A connection that failed to subscribe (the server or, behind Sentinel, any
+                # master is gone) is dropped: the reader would fail on it for good.
+                pubsub, self._pubsub = self._pubsub, None
+                self._live.clear()
+                with contextlib.suppress(RedisError, OSError):
+                    await pubsub.aclose()
+                raise
 
     async def _drop(self, channel: str) -> None:
         # Forget it now: a new holder must subscribe again, not trust a dying subscription.
