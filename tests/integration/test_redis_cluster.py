@@ -9,6 +9,7 @@ test starts a cluster of its own.
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 import time
 import uuid
@@ -147,33 +148,98 @@ async def drain(url: str, queue: str, want: set[str], timeout: float = 60.0) -> 
     return seen
 
 
-def test_master_failover_loses_no_enqueue_confirmed_with_wait(tmp_path: Path) -> None:
+def queues_on(cluster: Cluster, prefix: str, port: int, count: int) -> list[str]:
+    """``count`` queue names whose slots the master on ``port`` serves."""
+    names = [f"q{i}" for i in range(500)]
+    found = [q for q in names
+             if cluster.master_of(lua.queue_keys(prefix, q)["body"]).port == port]
+    assert len(found) >= count
+    return found[:count]
+
+
+def first_success(send: Any, deadline: float) -> tuple[Any, int]:
+    """Call ``send`` until it returns (BrokerError meanwhile); its result and failures."""
+    failures = 0
+    while True:
+        try:
+            return send(), failures
+        except BrokerError:
+            failures += 1
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+FAILOVER_PREFIX = "failover"
+
+
+@pytest.fixture
+def failover(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[tuple[Cluster, Any]]:
+    """A cluster of this test alone, the test app pointed at it (default durability), and
+    worker processes of tests/integration/taskapp.py on it, stopped before the cluster."""
+    from tests.integration import taskapp
+    from tests.integration.conftest import ROOT, Workers
+
     with Cluster() as cluster:
-        prefix = "failover"
-        url = f"{cluster.url}?prefix={prefix}&wait_replicas=1&wait_timeout_ms=500"
-        queue = queue_per_master(cluster, prefix)[cluster.nodes[0].port]
-        master = cluster.master_of(lua.queue_keys(prefix, queue)["body"])
-        producer = Producer(url, queue)
-        producer.start()
-        wait_for(lambda: len(producer.confirmed) >= 200, timeout=60)
-        before_kill = len(producer.confirmed)
-        killed_at = time.monotonic()
-        master.kill()
-        # The replica takes over; without a replica of its own, WAIT cannot be satisfied.
-        wait_for(lambda: any(isinstance(e, NotReplicated) and t > killed_at
-                             for t, e in producer.errors), timeout=60)
-        promoted_after = next(t for t, e in producer.errors
-                              if isinstance(e, NotReplicated) and t > killed_at) - killed_at
-        master.start()  # back as a replica of the promoted master: WAIT is satisfied again
-        rejoined = len(producer.confirmed)
-        wait_for(lambda: len(producer.confirmed) >= rejoined + 50, timeout=60)
-        producer.stop.set()
-        producer.join(30)
-        producer.store.close()
-        confirmed = set(producer.confirmed)
-        seen = asyncio.run(drain(url, queue, confirmed))
-        lost = confirmed - seen
-        print(f"\nfailover: {before_kill} confirmed before the kill, {len(confirmed)} in all;"
-              f" promoted master answered after {promoted_after:.1f} s; lost {len(lost)}")
-        assert not lost, f"{len(lost)} confirmed enqueues lost: {sorted(lost)[:10]}"
-        assert any("replicas" in str(e) for _, e in producer.errors)
+        url = f"{cluster.url}?prefix={FAILOVER_PREFIX}"
+        trace = tmp_path / "trace"
+        trace.mkdir()
+        env = {**os.environ, "CONVEYOR_BROKER_URL": url, "CONVEYOR_TEST_DIR": str(trace),
+               "PYTHONPATH": str(ROOT)}
+        for key in ("CONVEYOR_BROKER_URL", "CONVEYOR_TEST_DIR"):
+            monkeypatch.setenv(key, env[key])
+        monkeypatch.setattr(taskapp.app, "broker_url", url)
+        monkeypatch.setattr(taskapp.app, "backend_url", url)
+        workers = Workers(env)
+        try:
+            yield cluster, workers
+        finally:
+            workers.stop_all()
+            taskapp.app.close()
+
+
+def test_master_failover_loses_no_enqueue_confirmed_with_wait(
+        failover: tuple[Cluster, Any]) -> None:
+    """Queue ``held`` (not consumed until the end) gets WAIT-confirmed enqueues before, during
+    and after the failover of its master; a worker process consumes ``work`` on the same
+    master (default durability) and follows the promotion."""
+    from tests.integration import taskapp
+
+    cluster, workers = failover
+    master = next(iter(cluster.masters().values()))
+    held, work = queues_on(cluster, FAILOVER_PREFIX, master.port, 2)
+    durable = f"{cluster.url}?prefix={FAILOVER_PREFIX}&wait_replicas=1&wait_timeout_ms=500"
+    worker = workers.start("-Q", work, "-c", "2", "--pool", "thread", lease=5)
+    wait_for(lambda: asyncio.run(taskapp.app.backend.heartbeats()),  # type: ignore[attr-defined]
+             timeout=60, every=0.2)
+    assert [taskapp.add.apply_async((i, 1), queue=work).get(timeout=60) for i in range(3)] == [
+        1, 2, 3]
+    producer = Producer(durable, held)
+    producer.start()
+    wait_for(lambda: len(producer.confirmed) >= 200, timeout=60)
+    before_kill = len(producer.confirmed)
+    killed_at = time.monotonic()
+    master.kill()
+    sent, refused = first_success(lambda: taskapp.add.apply_async((7, 1), queue=work),
+                                  killed_at + 60)
+    accepted_after = time.monotonic() - killed_at
+    assert sent.get(timeout=60) == 8
+    ran_after = time.monotonic() - killed_at
+    # The promoted replica has no replica of its own: WAIT cannot be satisfied, and says so.
+    wait_for(lambda: any(isinstance(e, NotReplicated) and t > killed_at
+                         for t, e in producer.errors), timeout=60)
+    master.start()  # back as a replica of the promoted master: WAIT is satisfied again
+    rejoined = len(producer.confirmed)
+    wait_for(lambda: len(producer.confirmed) >= rejoined + 50, timeout=60)
+    producer.stop.set()
+    producer.join(30)
+    producer.store.close()
+    confirmed = set(producer.confirmed)
+    lost = confirmed - asyncio.run(drain(durable, held, confirmed))
+    assert worker.poll() is None, "the worker exited during the failover"
+    print(f"\ncluster failover: {before_kill} WAIT-confirmed enqueues before the kill,"
+          f" {len(confirmed)} in all, {len(lost)} lost; a task enqueue was accepted"
+          f" {accepted_after:.1f} s after the kill ({refused} refused before) and ran by"
+          f" {ran_after:.1f} s")
+    assert not lost, f"{len(lost)} confirmed enqueues lost: {sorted(lost)[:10]}"
+    assert any("replicas" in str(e) for _, e in producer.errors)
