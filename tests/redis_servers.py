@@ -29,7 +29,7 @@ def _text(value: object) -> str:
 _STARTED: list[subprocess.Popen[bytes]] = []
 
 
-def _free_port(pair: bool = False) -> int:
+def free_port(pair: bool = False) -> int:
     """A free loopback port (and, with ``pair``, its cluster-bus port ``port + 10000`` too)."""
     while True:
         with socket.socket() as sock:
@@ -112,7 +112,7 @@ class Cluster:
                  "--cluster-config-file", str(self.dir / f"nodes-{i}.conf"),
                  "--cluster-node-timeout", str(node_timeout_ms), "--appendonly", "no",
                  "--cluster-announce-ip", "127.0.0.1")
-            for i, port in enumerate(_free_port(pair=True) for _ in range(masters * 2))
+            for i, port in enumerate(free_port(pair=True) for _ in range(masters * 2))
         ]
 
     def __enter__(self) -> Cluster:
@@ -140,6 +140,9 @@ class Cluster:
                 if "cluster_state:ok" not in info or "cluster_slots_ok:16384" not in info:
                     return False
                 if len(self.masters(client)) != masters:
+                    return False
+                role = client.info("replication")
+                if role["role"] == "slave" and role.get("master_link_status") != "up":
                     return False
         return True
 
@@ -189,8 +192,8 @@ class Sentinels:
 
     def __init__(self, down_after_ms: int = 1000) -> None:
         self.dir = Path(tempfile.mkdtemp(prefix="conveyor-sentinel-"))
-        self.primary = Node(self.dir / "primary", _free_port(), "--appendonly", "no")
-        self.replica = Node(self.dir / "replica", _free_port(), "--appendonly", "no",
+        self.primary = Node(self.dir / "primary", free_port(), "--appendonly", "no")
+        self.replica = Node(self.dir / "replica", free_port(), "--appendonly", "no",
                             "--replicaof", "127.0.0.1", str(self.primary.port))
         self.sentinels = []
         for i in range(3):
@@ -201,7 +204,7 @@ class Sentinels:
                 f"sentinel failover-timeout {self.SERVICE} 10000\n"
                 f"sentinel parallel-syncs {self.SERVICE} 1\n")
             self.sentinels.append(
-                Node(self.dir / f"s{i}", _free_port(), "--sentinel", config=conf))
+                Node(self.dir / f"s{i}", free_port(), "--sentinel", config=conf))
 
     def __enter__(self) -> Sentinels:
         for node in (self.primary, self.replica, *self.sentinels):

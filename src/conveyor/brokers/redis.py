@@ -1,18 +1,23 @@
-"""The Redis store: a pull broker and a result backend on one Redis server (redis-py, hiredis).
+"""The Redis store: a pull broker and a result backend on Redis (redis-py, hiredis): one
+server, one followed through Sentinel, or a Redis Cluster.
 
 URLs::
 
     redis://[[user]:password@]host[:port][/db][?prefix=NAME&socket_timeout=S...]
     rediss://...                                   TLS (redis-py's ssl_* query options apply)
     redis+sentinel://[[user]:password@]host:port,host:port/SERVICE[/db][?sentinel_password=...]
+    redis+cluster://[[user]:password@]host:port,host:port[?prefix=...]   (or ?cluster=true)
+
+Any of them takes ``wait_replicas=N&wait_timeout_ms=MS``: writes that confirm an enqueue or an
+outcome are followed by ``WAIT`` and raise :class:`~conveyor.errors.NotReplicated` when fewer
+than N replicas acknowledged them in time (see :mod:`conveyor.brokers.redis_cluster`).
 
 ``prefix`` (default ``conveyor``) namespaces every key, so several applications or test runs can
 share one server. Passwords never appear in :attr:`RedisStore.url`, reprs or error messages.
 
 Layout and atomicity (see :mod:`conveyor.brokers.redis_scripts` for the keys): every operation
 that changes a queue is one Lua script over that queue's keys, which share the hash tag
-``{prefix:queue}``. A script touches one hash slot only, so the layout is ready for Redis Cluster
-(no cluster client yet: see docs/stores.md);
+``{prefix:queue}``. A script touches one hash slot only, which is what Redis Cluster requires;
 a consumer of several queues claims in two steps (peek at every queue, then claim from the chosen
 ones) because no script may span queues. A claim moves ids from the ready set to the leased set
 in the same script that returns their bodies, so a consumer dying right after the claim leaves
@@ -50,9 +55,13 @@ script (its key is in another hash slot), so it is fenced by its attempt, as a s
 would be. Commands go out on connections of redis-py's pools but without its per-command
 machinery (see :class:`_SyncWire`), packed by hiredis.
 
-Single server only, for now: the publish and claim scripts read and write result records,
-whose keys are not declared to the script (they live in other hash slots). That is fine on one
-server (and behind Sentinel) and is what a Redis Cluster would refuse.
+On one server (and behind Sentinel) the publish and claim scripts also read and write result
+records, whose keys are not declared to the script (they live in other hash slots). A cluster
+would refuse that, so there the plans differ in three places only (``_Plans.cluster``): PENDING
+records are stored by calls of their own before the publish, the claim leaves STARTED to the
+worker, and ``get_many`` is one GET per key. Commands are routed per slot by
+:class:`~conveyor.brokers.redis_cluster.SyncClusterWire` and its async twin, in stages that keep
+a result ahead of the acknowledgement that depends on it.
 
 Republishing an id that is still in its queue (ready, delayed, in flight or dead) leaves the
 queue as it is, so a producer may safely repeat a publish whose reply it did not get.
