@@ -211,12 +211,16 @@ class SyncClusterWire:
             self._stale = False
 
     def _send(self, round_: _Round, wait: Durability | None) -> dict[int, Any]:
+        """Write every master's commands, then read every master's replies; a connection
+        left unread by a failure is closed (its replies would confuse the next call)."""
+        pending: list[tuple[SyncNodeWire, list[int], Any, int]] = []
         try:
-            groups = _groups(self._client, round_, wait)
-            sent = [(self._wire(node), indexes, self._wire(node).send(commands), len(commands))
-                    for node, indexes, commands in groups.values()]
+            for node, indexes, commands in _groups(self._client, round_, wait).values():
+                wire = self._wire(node)
+                pending.append((wire, indexes, wire.send(commands), len(commands)))
             replies: dict[int, Any] = {}
-            for wire, indexes, conn, count in sent:
+            while pending:
+                wire, indexes, conn, count = pending.pop(0)
                 _take_replies(indexes, wire.receive(conn, count), wait, replies)
             return replies
         except (redis.ConnectionError, redis.TimeoutError, OSError):
@@ -225,6 +229,9 @@ class SyncClusterWire:
         except RedisClusterException as exc:
             self._stale = True
             raise redis.ConnectionError(str(exc)) from exc
+        finally:
+            for _, _, conn, _ in pending:
+                conn.disconnect()
 
     def _wire(self, node: Any) -> SyncNodeWire:
         wire = self._wires.get(node.name)
