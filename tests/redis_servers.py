@@ -26,6 +26,9 @@ def _text(value: object) -> str:
     return value.decode() if isinstance(value, bytes) else str(value)
 
 
+#: A replica's first sync starts at once (the default waits 5 s for more replicas to join).
+_NO_SYNC_DELAY = ("--repl-diskless-sync-delay", "0")
+
 _STARTED: list[subprocess.Popen[bytes]] = []
 
 
@@ -77,13 +80,21 @@ class Node:
         workdir.mkdir(parents=True, exist_ok=True)
         self.argv = [_binary("redis-server"), *([str(config)] if config else []), "--port",
                      str(port), "--bind", "127.0.0.1", "--dir", str(workdir), "--save", "",
-                     *args]
+                     *([] if "--sentinel" in args else _NO_SYNC_DELAY), *args]
         self.proc: subprocess.Popen[bytes] | None = None
 
     def start(self) -> Node:
+        return self.launch().ready()
+
+    def launch(self) -> Node:
+        """Start the process without waiting for it (see :meth:`ready`)."""
         log = open(self.workdir / "server.log", "ab")  # noqa: SIM115 - kept for the process
         self.proc = subprocess.Popen(self.argv, stdout=log, stderr=subprocess.STDOUT)
         _STARTED.append(self.proc)
+        return self
+
+    def ready(self) -> Node:
+        """Wait until the server answers PING."""
         client = redis.Redis(port=self.port, socket_timeout=2)
         try:
             _wait_until(client.ping, f"redis on port {self.port}", 20)
@@ -123,7 +134,9 @@ class Cluster:
 
     def start(self) -> Cluster:
         for node in self.nodes:
-            node.start()
+            node.launch()
+        for node in self.nodes:
+            node.ready()
         hosts = [f"127.0.0.1:{n.port}" for n in self.nodes]
         subprocess.run([_binary("redis-cli"), "--cluster", "create", *hosts,
                         "--cluster-replicas", "1", "--cluster-yes"],
@@ -208,7 +221,9 @@ class Sentinels:
 
     def __enter__(self) -> Sentinels:
         for node in (self.primary, self.replica, *self.sentinels):
-            node.start()
+            node.launch()
+        for node in (self.primary, self.replica, *self.sentinels):
+            node.ready()
         _wait_until(self._watching, "sentinels that know the replica and each other")
         return self
 

@@ -228,6 +228,9 @@ def test_master_failover_loses_no_enqueue_confirmed_with_wait(
     # The promoted replica has no replica of its own: WAIT cannot be satisfied, and says so.
     wait_for(lambda: any(isinstance(e, NotReplicated) and t > killed_at
                          for t, e in producer.errors), timeout=60)
+    unreplicated = len(producer.confirmed)
+    time.sleep(1.0)  # a second of refused confirmations (no replica: nothing may confirm)
+    assert len(producer.confirmed) == unreplicated, "confirmed without a replica"
     master.start()  # back as a replica of the promoted master: WAIT is satisfied again
     rejoined = len(producer.confirmed)
     wait_for(lambda: len(producer.confirmed) >= rejoined + 50, timeout=60)
