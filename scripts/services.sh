@@ -24,6 +24,8 @@ if ! redis_up; then
   for _ in $(seq 50); do redis_up && break; sleep 0.1; done
 fi
 redis_up && echo "services: redis on 127.0.0.1:6379"
+# The cluster and sentinel tests start private servers from these binaries.
+{ have redis-server && have redis-cli; } || apt_install redis-server redis-tools
 
 # Headless Chromium for the dashboard's browser tests (tests/browser), driven by Playwright.
 if ! have chromium; then

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-STORES = ["memory", "sqlite", "redis"]
+STORES = ["memory", "sqlite", "redis", "redis-cluster"]
 
 
 def unavailable(what: str) -> None:
@@ -63,5 +63,15 @@ def store_url(kind: str, tmp_path: Path) -> Iterator[str]:
             yield f"redis://{REDIS_HOST}:{REDIS_PORT}/0?prefix={prefix}"
         finally:
             drop_redis_prefix(prefix)
+    elif kind == "redis-cluster":
+        pytest.importorskip("conveyor.brokers.redis")
+        from tests.redis_servers import drop_cluster_prefix, session_cluster
+
+        found = session_cluster()
+        prefix = f"ctest-{uuid.uuid4().hex[:12]}"
+        try:
+            yield f"{found.url}?prefix={prefix}"
+        finally:
+            drop_cluster_prefix(found, prefix)
     else:
         raise ValueError(kind)

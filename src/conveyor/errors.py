@@ -13,6 +13,7 @@ Hierarchy::
     │   └── UnknownTask           no task of that name is registered in the worker's app
     ├── BrokerError               a store failed
     │   ├── BrokerUnavailable     cannot connect; names the URL with its password masked
+    │   ├── NotReplicated         a write was not acknowledged by the replicas asked for (WAIT)
     │   └── LeaseLost             the lease passed to another consumer (a zombie's settle)
     ├── ResultError
     │   ├── ResultTimeout         ``get(timeout=...)`` ran out before the task finished
@@ -85,6 +86,12 @@ class BrokerError(ConveyorError):
 
 class BrokerUnavailable(BrokerError):
     """The store cannot be reached. The message names the URL with any password masked."""
+
+
+class NotReplicated(BrokerError):
+    """A write reached the primary but fewer replicas than the store's ``wait_replicas``
+    acknowledged it in ``wait_timeout_ms``: it may be lost if the primary fails now. Repeating
+    the publish with the same task id is safe (an id already queued is left as it is)."""
 
 
 class LeaseLost(BrokerError):

@@ -1,18 +1,23 @@
-"""The Redis store: a pull broker and a result backend on one Redis server (redis-py, hiredis).
+"""The Redis store: a pull broker and a result backend on Redis (redis-py, hiredis): one
+server, one followed through Sentinel, or a Redis Cluster.
 
 URLs::
 
     redis://[[user]:password@]host[:port][/db][?prefix=NAME&socket_timeout=S...]
     rediss://...                                   TLS (redis-py's ssl_* query options apply)
     redis+sentinel://[[user]:password@]host:port,host:port/SERVICE[/db][?sentinel_password=...]
+    redis+cluster://[[user]:password@]host:port,host:port[?prefix=...]   (or ?cluster=true)
+
+Any of them takes ``wait_replicas=N&wait_timeout_ms=MS``: writes that confirm an enqueue or an
+outcome are followed by ``WAIT`` and raise :class:`~conveyor.errors.NotReplicated` when fewer
+than N replicas acknowledged them in time (see :mod:`conveyor.brokers.redis_cluster`).
 
 ``prefix`` (default ``conveyor``) namespaces every key, so several applications or test runs can
 share one server. Passwords never appear in :attr:`RedisStore.url`, reprs or error messages.
 
 Layout and atomicity (see :mod:`conveyor.brokers.redis_scripts` for the keys): every operation
 that changes a queue is one Lua script over that queue's keys, which share the hash tag
-``{prefix:queue}``. A script touches one hash slot only, so the layout is ready for Redis Cluster
-(no cluster client yet: see docs/stores.md);
+``{prefix:queue}``. A script touches one hash slot only, which is what Redis Cluster requires;
 a consumer of several queues claims in two steps (peek at every queue, then claim from the chosen
 ones) because no script may span queues. A claim moves ids from the ready set to the leased set
 in the same script that returns their bodies, so a consumer dying right after the claim leaves
@@ -50,9 +55,13 @@ script (its key is in another hash slot), so it is fenced by its attempt, as a s
 would be. Commands go out on connections of redis-py's pools but without its per-command
 machinery (see :class:`_SyncWire`), packed by hiredis.
 
-Single server only, for now: the publish and claim scripts read and write result records,
-whose keys are not declared to the script (they live in other hash slots). That is fine on one
-server (and behind Sentinel) and is what a Redis Cluster would refuse.
+On one server (and behind Sentinel) the publish and claim scripts also read and write result
+records, whose keys are not declared to the script (they live in other hash slots). A cluster
+would refuse that, so there the plans differ in three places only (``_Plans.cluster``): PENDING
+records are stored by calls of their own before the publish, the claim leaves STARTED to the
+worker, and ``get_many`` is one GET per key. Commands are routed per slot by
+:class:`~conveyor.brokers.redis_cluster.SyncClusterWire` and its async twin, in stages that keep
+a result ahead of the acknowledgement that depends on it.
 
 Republishing an id that is still in its queue (ready, delayed, in flight or dead) leaves the
 queue as it is, so a producer may safely repeat a publish whose reply it did not get.
@@ -63,6 +72,7 @@ from __future__ import annotations
 import asyncio
 import collections
 import contextlib
+import dataclasses
 import importlib
 import logging
 import math
@@ -74,20 +84,29 @@ import weakref
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
-from urllib.parse import parse_qsl, unquote, urlencode, urlsplit, urlunsplit
+from urllib.parse import SplitResult, parse_qsl, unquote, urlencode, urlsplit, urlunsplit
 
 import redis
 import redis.asyncio
 import redis.asyncio.sentinel
 import redis.sentinel
 from redis.backoff import NoBackoff
-from redis.exceptions import NoScriptError, ReadOnlyError, RedisError, ResponseError
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    NoScriptError,
+    ReadOnlyError,
+    RedisError,
+    ResponseError,
+    TryAgainError,
+)
 from redis.retry import Retry
 
 from ..clock import SYSTEM, Clock, Deadline
-from ..errors import BrokerError, BrokerUnavailable, ConfigurationError, LeaseLost
+from ..errors import BrokerError, BrokerUnavailable, ConfigurationError, LeaseLost, NotReplicated
 from ..events import Event, Retention, after_cursor
 from ..urls import mask_url as mask
+from . import redis_cluster as cluster
 from . import redis_control as control_redis
 from . import redis_events as events_redis
 from . import redis_kv as kv
@@ -164,6 +183,8 @@ def open_store(url: str, *, clock: Clock = SYSTEM, **options: Any) -> RedisStore
         store = RedisStore(_parse_target(url, dict(options)), clock)
     except (TypeError, ValueError) as exc:  # bad values or options, reported by redis-py
         raise ConfigurationError(f"{mask(url)}: {exc}") from exc
+    except RedisError as exc:  # a cluster client reads the slot map when made
+        raise BrokerUnavailable(f"cannot reach {mask(url)}: {exc}") from exc
     try:
         store.check_eviction_policy()  # also the first connection: unknown options show here
     except (TypeError, ValueError) as exc:
@@ -191,6 +212,12 @@ class _Target:
     secret: str | None
     make_sync: Callable[[], _Client]
     make_async: Callable[[], _Client]
+    #: Redis Cluster: the clients are cluster clients; pub/sub connects with these options.
+    cluster_link: dict[str, Any] | None = None
+    wait: cluster.Durability | None = None
+
+
+_TRUE = {"1", "true", "yes", "on"}
 
 
 def _parse_target(url: str, options: dict[str, Any]) -> _Target:
@@ -202,9 +229,20 @@ def _parse_target(url: str, options: dict[str, Any]) -> _Target:
     # No redis-py retries: re-sending a script whose reply was lost could claim twice.
     options["retry"] = Retry(NoBackoff(), 0)
     secret = unquote(parts.password) if parts.password else None
-    if parts.scheme.lower() == "redis+sentinel":
+    wait = cluster.durability(query)
+    scheme = parts.scheme.lower()
+    if scheme == "redis+sentinel":
         secret = secret or query.get("sentinel_password")
-        return _sentinel_target(url, parts.netloc, parts.path, query, prefix, secret, options)
+        target = _sentinel_target(url, parts.netloc, parts.path, query, prefix, secret, options)
+    elif scheme == "redis+cluster" or query.pop("cluster", "").lower() in _TRUE:
+        target = _cluster_target(url, parts, query, prefix, secret, options)
+    else:
+        target = _single_target(url, parts, query, prefix, secret, options)
+    return dataclasses.replace(target, wait=wait)
+
+
+def _single_target(url: str, parts: SplitResult, query: dict[str, str], prefix: str,
+                   secret: str | None, options: dict[str, Any]) -> _Target:
     client_url = urlunsplit(parts._replace(query=urlencode(query)))
 
     def make_sync() -> _Client:
@@ -214,6 +252,41 @@ def _parse_target(url: str, options: dict[str, Any]) -> _Target:
         return redis.asyncio.Redis.from_url(client_url, **{**_ASYNC_DEFAULTS, **options})
 
     return _Target(mask(url), prefix, secret, make_sync, make_async)
+
+
+#: Query options of a cluster URL and how to read them (the rest of redis-py's are refused).
+_CLUSTER_QUERY: dict[str, Callable[[str], Any]] = {
+    "socket_timeout": float, "socket_connect_timeout": float, "max_connections": int,
+    "ssl_cert_reqs": str, "ssl_ca_certs": str, "ssl_certfile": str, "ssl_keyfile": str,
+}
+
+
+def _cluster_target(url: str, parts: SplitResult, query: dict[str, str], prefix: str,
+                    secret: str | None, kwargs: dict[str, Any]) -> _Target:
+    """``redis+cluster://[user:pw@]h1:p1,h2:p2[/0]``, or ``redis[s]://h:p?cluster=true``:
+    any of the nodes serves to discover the others."""
+    userinfo, _, hosts = parts.netloc.rpartition("@")
+    if not hosts or parts.path.strip("/") not in ("", "0"):
+        raise ConfigurationError(
+            f"{mask(url)!r}: expected redis+cluster://host:port,host:port (database 0 only)")
+    unknown = sorted(set(query) - set(_CLUSTER_QUERY))
+    if unknown:
+        raise ConfigurationError(f"{mask(url)!r}: unknown options {unknown}")
+    options = {**kwargs, **{k: _CLUSTER_QUERY[k](v) for k, v in query.items()}}
+    user, _, _ = userinfo.partition(":")
+    if user:
+        options["username"] = unquote(user)
+    if secret:
+        options["password"] = secret
+    if parts.scheme.lower() == "rediss":
+        options["ssl"] = True
+    nodes = [_host_port(h, 6379) for h in hosts.split(",")]
+    link = {k: v for k, v in options.items() if k in ("username", "password") or
+            k.startswith(("socket_", "ssl"))}
+    make_sync, make_async = cluster.make_clients(
+        nodes, {**_SYNC_DEFAULTS, **options}, {**_ASYNC_DEFAULTS, **options})
+    return _Target(mask(url), prefix, secret, make_sync, make_async,
+                   cluster_link={**_ASYNC_DEFAULTS, **link})
 
 
 def _sentinel_target(url: str, netloc: str, path: str, query: dict[str, str], prefix: str,
@@ -284,17 +357,34 @@ class _Call:
 
 @dataclass(frozen=True, slots=True)
 class _Op(Generic[T]):
-    """Commands sent in one round trip (a pipeline) and the function that reads their replies."""
+    """Commands sent in one round trip (a pipeline) and the function that reads their replies.
+
+    ``stages``: where a call must wait for every call before it, on a cluster whose masters are
+    otherwise asked at once (on one server the pipeline keeps the order anyway). ``durable``:
+    the writes are followed by ``WAIT`` when the URL asks for it.
+    """
 
     calls: list[_Call]
     parse: Callable[[list[Any]], T]
+    stages: tuple[int, ...] = ()
+    durable: bool = False
 
 
 def _both(first: _Op[A], second: _Op[B]) -> _Op[tuple[A, B]]:
     """Two operations in one round trip, in that order."""
     split = len(first.calls)
     return _Op(first.calls + second.calls,
-               lambda replies: (first.parse(replies[:split]), second.parse(replies[split:])))
+               lambda replies: (first.parse(replies[:split]), second.parse(replies[split:])),
+               (*first.stages, *(split + s for s in second.stages)),
+               first.durable or second.durable)
+
+
+def _then(first: _Op[Any], second: _Op[T]) -> _Op[T]:
+    """``first`` done everywhere before ``second`` starts; the replies of ``second``."""
+    split = len(first.calls)
+    both = _both(first, second)
+    return _Op(both.calls, lambda replies: second.parse(replies[split:]),
+               (*both.stages, split), both.durable)
 
 
 def _script(script: lua.Script, keys: Sequence[str | bytes], args: Iterable[Any]) -> _Call:
@@ -402,8 +492,11 @@ def _pairs(claims: Sequence[Claim]) -> list[str]:
 class _Plans:
     """Builds every operation as an :class:`_Op`: the key layout and protocol in one place."""
 
-    def __init__(self, prefix: str) -> None:
+    def __init__(self, prefix: str, cluster: bool = False) -> None:
         self.prefix = prefix
+        #: On a cluster no script touches a result record together with a queue (their keys
+        #: are in different slots): records are written by calls of their own.
+        self.cluster = cluster
         self.registered: set[str] = set()  # queues this process has put in the registry
         self._key_cache: dict[str, dict[str, bytes]] = {}
 
@@ -432,13 +525,14 @@ class _Plans:
         new = [q for q in queues if q not in self.registered]
         if new:
             calls.append(_Call(("SADD", lua.registry_key(self.prefix), *new)))
-        return _Op(calls, lambda _: self.registered.update(new))
+        return _Op(calls, lambda _: self.registered.update(new), durable=True)
 
     def claim(self, wanted: dict[str, int], lease: float,
               record_started: bool = False) -> _Op[list[_Batch]]:
         """Claim ``wanted[queue]`` messages from each queue, each call with a fresh token; with
         ``record_started``, record the claimed tasks' STARTED states in the same scripts."""
         queues = list(wanted)
+        record_started = record_started and not self.cluster
         results = lua.result_key(self.prefix, "") if record_started else ""
         calls = [
             self._queue(lua.CLAIM, q, [min(n, lua.MAX_CLAIM), repr(lease),
@@ -468,7 +562,12 @@ class _Plans:
                     out.append(exc)
             return out
 
-        return _Op([c for op in ops for c in op.calls], parse)
+        calls: list[_Call] = []
+        stages: list[int] = []
+        for op in ops:
+            stages.extend(len(calls) + s for s in op.stages)
+            calls.extend(op.calls)
+        return _Op(calls, parse, tuple(stages), any(op.durable for op in ops))
 
     def _settle_op(self, settle: Settle) -> _Op[None]:
         claim = settle.claim
@@ -491,7 +590,9 @@ class _Plans:
         statuses come back in the order of ``items``."""
         stores = [self._write(r) for _, r in items if r is not None]
         acks = self._acks([c for c, _ in items])
-        return _Op(stores + acks.calls, lambda replies: acks.parse(replies[len(stores):]))
+        if not stores:
+            return acks
+        return _then(_Op(stores, lambda _: None, durable=True), acks)
 
     def _acks(self, claims: Sequence[Claim]) -> _Op[list[int]]:
         groups = _grouped(claims)
@@ -562,11 +663,12 @@ class _Plans:
             record.attempt, int(record.final), _encode_result(record), _ttl_ms(ttl),
             lua.result_channel(self.prefix, task_id),
         ])
-        return _Op([call], lambda replies: bool(replies[0]))
+        return _Op([call], lambda replies: bool(replies[0]), durable=True)
 
     def store_many(self, records: Sequence[tuple[str, StoredResult]], ttl: float) -> _Op[None]:
         """One fenced script call per record (each result key has its own slot), pipelined."""
-        return _Op([self.store(t, r, ttl).calls[0] for t, r in records], lambda _: None)
+        return _Op([self.store(t, r, ttl).calls[0] for t, r in records], lambda _: None,
+                   durable=True)
 
     def _write(self, result: ResultWrite) -> _Call:
         return self.store(result.task_id, result.record, result.ttl).calls[0]
@@ -575,13 +677,15 @@ class _Plans:
         """Store ``result``, then ``settle``, in one round trip. Not one atomic step: a script
         may touch one hash slot only, and the result key is not in the queue's slot. The order
         matches the store-then-settle contract; the result is fenced by its attempt."""
-        return _Op([self._write(result), *settle.calls],
-                   lambda replies: settle.parse(replies[1:]))
+        return _then(_Op([self._write(result)], lambda _: None, durable=True), settle)
 
     def publish_tracked(self, envelopes: Sequence[Envelope],
                         records: Sequence[tuple[str, StoredResult]], ttl: float) -> _Op[None]:
         """Messages and their records together: one script call per queue (and chunk), so a
-        worker that takes a message at once finds its record there."""
+        worker that takes a message at once finds its record there. On a cluster the records
+        are stored first (fenced, one call each), then the messages published."""
+        if self.cluster and records:
+            return _then(self.store_many(records, ttl), self.publish_tracked(envelopes, (), ttl))
         encoded = {task_id: _encode_result(record) for task_id, record in records}
         by_queue: dict[str, list[Any]] = {}
         for env in envelopes:
@@ -600,6 +704,9 @@ class _Plans:
         if not task_ids:
             return _Op([], lambda _: [])
         keys = [lua.result_key(self.prefix, t) for t in task_ids]
+        if self.cluster:  # one GET per key: MGET may not span slots
+            return _Op([_Call(("GET", k)) for k in keys],
+                       lambda replies: [_decode_result(raw) for raw in replies])
         return _Op([_Call(("MGET", *keys))],
                    lambda replies: [_decode_result(raw) for raw in replies[0]])
 
@@ -646,13 +753,42 @@ class _SyncWire:
         self._pool = client.connection_pool
         self._idle: list[Any] = []
 
+    def run(self, calls: Sequence[_Call], stages: Sequence[int],
+            wait: cluster.Durability | None) -> list[Any]:
+        """An operation's calls in one round trip (the pipeline keeps their order, so
+        ``stages`` need nothing more), then EVAL for any the server answered NOSCRIPT;
+        ``wait``: WAIT after them, on the same connection."""
+        tail = [wait.command()] if wait is not None else []
+        replies = self.call([c.args for c in calls] + tail)
+        if wait is not None:
+            wait.check(replies.pop())
+        missing = _missing_scripts(replies)
+        if missing:
+            evals = self.call([calls[i].as_eval() for i in missing] + tail)
+            if wait is not None:
+                wait.check(evals.pop())
+            for i, reply in zip(missing, evals, strict=True):
+                replies[i] = reply
+        return replies
+
     def call(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         if not commands:
             return []
+        return self.receive(self.send(commands), len(commands))
+
+    def send(self, commands: list[tuple[Any, ...]]) -> Any:
+        """Write ``commands`` on a connection, which :meth:`receive` reads and gives back."""
         conn = self._take()
         try:
             conn.send_packed_command(_pack(conn, commands), check_health=False)
-            replies = [self._reply(conn) for _ in commands]
+        except BaseException:
+            conn.disconnect()
+            raise
+        return conn
+
+    def receive(self, conn: Any, count: int) -> list[Any]:
+        try:
+            replies = [self._reply(conn) for _ in range(count)]
         except BaseException:
             conn.disconnect()
             raise
@@ -685,6 +821,10 @@ class _SyncWire:
 
 
 _UNKNOWN = object()
+#: Replies and failures that mean "not now": the server is down, read-only (a demoted
+#: primary), or its cluster is between masters. Consumers back off and look again.
+_UNAVAILABLE = (redis.ConnectionError, redis.TimeoutError, ReadOnlyError, ClusterDownError,
+                TryAgainError, AskError)
 
 
 def _readable(fd: int) -> bool:
@@ -720,6 +860,22 @@ class _AsyncWire:
     def __init__(self, client: _Client) -> None:
         self._pool = client.connection_pool
         self._idle: list[Any] = []
+
+    async def run(self, calls: Sequence[_Call], stages: Sequence[int],
+                  wait: cluster.Durability | None) -> list[Any]:
+        """As :meth:`_SyncWire.run`."""
+        tail = [wait.command()] if wait is not None else []
+        replies = await self.call([c.args for c in calls] + tail)
+        if wait is not None:
+            wait.check(replies.pop())
+        missing = _missing_scripts(replies)
+        if missing:
+            evals = await self.call([calls[i].as_eval() for i in missing] + tail)
+            if wait is not None:
+                wait.check(evals.pop())
+            for i, reply in zip(missing, evals, strict=True):
+                replies[i] = reply
+        return replies
 
     async def call(self, commands: list[tuple[Any, ...]]) -> list[Any]:
         if not commands:
@@ -794,9 +950,11 @@ class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLo
         self.clock = clock
         self.prefix = target.prefix
         self._target = target
-        self._plans = _Plans(target.prefix)
+        self._plans = _Plans(target.prefix, cluster=target.cluster_link is not None)
         self._client: _Client = target.make_sync()
-        self._wire = _SyncWire(self._client)
+        self._wire: _SyncWire | cluster.SyncClusterWire = (
+            _SyncWire(self._client) if target.cluster_link is None
+            else cluster.SyncClusterWire(self._client, _SyncWire))
         self._sides: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, _AsyncSide] = (
             weakref.WeakKeyDictionary())
         self._sides_lock = threading.Lock()
@@ -810,32 +968,23 @@ class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLo
         text = str(exc)
         if self._target.secret:
             text = text.replace(self._target.secret, "***")
-        if isinstance(exc, redis.ConnectionError | redis.TimeoutError | ReadOnlyError):
+        if isinstance(exc, cluster.NotReplicated):
+            return NotReplicated(f"{self.url}: {text}; the write may not survive a failover")
+        if isinstance(exc, _UNAVAILABLE):
             return BrokerUnavailable(f"cannot reach {self.url}: {text}")
         return BrokerError(f"{self.url}: {text}")
 
     def _run(self, op: _Op[T]) -> T:
+        wait = self._target.wait if op.durable else None
         try:
-            replies = self._wire.call([c.args for c in op.calls])
-            missing = _missing_scripts(replies)
-            if missing:
-                evals = self._wire.call([op.calls[i].as_eval() for i in missing])
-                for i, reply in zip(missing, evals, strict=True):
-                    replies[i] = reply
-            return op.parse(_raise_errors(replies))
+            return op.parse(_raise_errors(self._wire.run(op.calls, op.stages, wait)))
         except RedisError as exc:
             raise self._error(exc) from exc
 
     async def _arun(self, op: _Op[T]) -> T:
-        wire = self._side().wire
+        wait = self._target.wait if op.durable else None
         try:
-            replies = await wire.call([c.args for c in op.calls])
-            missing = _missing_scripts(replies)
-            if missing:
-                evals = await wire.call([op.calls[i].as_eval() for i in missing])
-                for i, reply in zip(missing, evals, strict=True):
-                    replies[i] = reply
-            return op.parse(_raise_errors(replies))
+            return op.parse(_raise_errors(await self._side().wire.run(op.calls, op.stages, wait)))
         except RedisError as exc:
             raise self._error(exc) from exc
 
@@ -855,14 +1004,21 @@ class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLo
     # -- setup ---------------------------------------------------------------------------------
     def check_eviction_policy(self) -> None:
         """Refuse (ConfigurationError) a server that may evict queue keys; see the module doc."""
-        try:
-            found = self._client.config_get("maxmemory-policy")
-        except ResponseError as exc:
-            log.warning("cannot read maxmemory-policy of %s (%s); make sure it is noeviction "
-                        "or volatile-*, or queued messages may be evicted", self.url, exc)
-            return
-        except RedisError as exc:
-            raise self._error(exc) from exc
+        servers = ([self._client] if self._target.cluster_link is None
+                   else cluster.primaries(self._client))
+        for server in servers:
+            try:
+                found = server.config_get("maxmemory-policy")
+            except ResponseError as exc:
+                log.warning("cannot read maxmemory-policy of %s (%s); make sure it is "
+                            "noeviction or volatile-*, or queued messages may be evicted",
+                            self.url, exc)
+                return
+            except RedisError as exc:
+                raise self._error(exc) from exc
+            self._check_policy(found)
+
+    def _check_policy(self, found: dict[Any, Any]) -> None:
         policy = {_text(k): _text(v) for k, v in found.items()}.get("maxmemory-policy", "")
         if policy not in SAFE_EVICTION_POLICIES:
             raise ConfigurationError(
@@ -1309,7 +1465,7 @@ class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLo
 def _sentinel_clients(client: _Client) -> list[Any]:
     """The clients a sentinel-managed pool asks for the master (closing the master's client
     leaves them open)."""
-    manager = getattr(client.connection_pool, "sentinel_manager", None)
+    manager = getattr(getattr(client, "connection_pool", None), "sentinel_manager", None)
     return list(getattr(manager, "sentinels", []))
 
 
@@ -1335,8 +1491,12 @@ class _AsyncSide:
 
     def __init__(self, store: RedisStore) -> None:
         self.client: _Client = store._target.make_async()
-        self.wire = _AsyncWire(self.client)
-        self.hub = _Hub(self.client, store._error, store.clock)
+        link = store._target.cluster_link
+        self.wire: _AsyncWire | cluster.AsyncClusterWire = (
+            _AsyncWire(self.client) if link is None
+            else cluster.AsyncClusterWire(self.client, _AsyncWire))
+        self._nodes = None if link is None else cluster.PubSubNodes(self.client, link)
+        self.hub = _Hub(self._nodes or self.client, store._error, store.clock)
         self.acks = _AckBatcher(store)
         self.claimed_at: dict[str, float] = {}
         self._closed = False
@@ -1357,6 +1517,8 @@ class _AsyncSide:
         self._closed = True
         await self.hub.aclose()
         await self.wire.close()
+        if self._nodes is not None:
+            await self._nodes.aclose()
         await self.client.aclose()
         for sentinel in _sentinel_clients(self.client):
             await sentinel.aclose()
@@ -1515,7 +1677,16 @@ class _Hub:
         async with self._sending:
             if self._pubsub is not None:
                 if channels:
-                    await self._pubsub.subscribe(*channels)
+                    try:
+                        await self._pubsub.subscribe(*channels)
+                    except (RedisError, OSError):
+                        # A connection that failed to subscribe (the server or, behind
+                        # Sentinel, any master is gone) is dropped: the reader would fail on it.
+                        pubsub, self._pubsub = self._pubsub, None
+                        self._live.clear()
+                        with contextlib.suppress(RedisError, OSError):
+                            await pubsub.aclose()
+                        raise
                 return
             channels = sorted(self._wanted().union(channels))
             if not channels:
