@@ -31,6 +31,8 @@ MSGPACK = "application/msgpack"
 PICKLE = "application/x-python-pickle"
 
 _SCALARS = (str, int, float, bool, type(None))
+#: The fields of a message's wire form that carry user values.
+MESSAGE_FIELDS = ("args", "kwargs", "options")
 
 
 class Serializer(Protocol):
@@ -96,9 +98,19 @@ def _find_bad(value: Any, path: tuple[Any, ...]) -> tuple[tuple[Any, ...], int] 
     return None
 
 
+#: Exact types that need no tag (a subclass of one, e.g. an IntEnum, takes the slow path).
+_PLAIN = frozenset(_SCALARS)
+
+
 def _tag(value: Any) -> Any:
     # The path to a refused value is rebuilt only on failure, keeping the common case cheap.
     if isinstance(value, _SCALARS):
+        return value
+    kind = type(value)
+    if kind is tuple or kind is list:
+        if all(type(item) in _PLAIN for item in value):  # as is: encoders take tuples as lists
+            return value
+    elif kind is dict and _plain_dict(value):
         return value
     if isinstance(value, dict):
         out = {}
@@ -110,6 +122,29 @@ def _tag(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_step(item, index) for index, item in enumerate(value)]
     return _tag_special(value)
+
+
+def _plain_dict(value: dict[Any, Any]) -> bool:
+    """Whether a dict goes out as is: str keys, scalar values, and not one ``$`` key."""
+    if not all(type(key) is str for key in value):
+        return False
+    if len(value) == 1 and next(iter(value)).startswith("$"):
+        return False
+    return all(type(item) in _PLAIN for item in value.values())
+
+
+def encode_fields(data: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """``data`` with only ``fields`` tagged: for a record whose other values are scalars by
+    construction (a message's wire form), which saves walking them. Errors as :func:`_encode`."""
+    out = dict(data)
+    try:
+        for name in fields:
+            value = data[name]
+            if value:
+                out[name] = _step(value, name)
+    except _Refused as refused:
+        raise _error(tuple(reversed(refused.path)), refused.why) from None
+    return out
 
 
 def _step(value: Any, where: Any) -> Any:
@@ -171,7 +206,10 @@ class JSONSerializer:
     content_type = JSON
 
     def dumps(self, value: Any) -> bytes:
-        tagged = _encode(value)
+        return self.dumps_tagged(_encode(value))
+
+    def dumps_tagged(self, tagged: Any) -> bytes:
+        """Encode a value already in its tagged form."""
         try:
             return orjson.dumps(tagged)
         except (orjson.JSONEncodeError, TypeError, OverflowError) as exc:
@@ -190,7 +228,10 @@ class MsgpackSerializer:
     content_type = MSGPACK
 
     def dumps(self, value: Any) -> bytes:
-        tagged = _encode(value)
+        return self.dumps_tagged(_encode(value))
+
+    def dumps_tagged(self, tagged: Any) -> bytes:
+        """Encode a value already in its tagged form."""
         try:
             return msgpack.packb(tagged, use_bin_type=True)  # type: ignore[no-any-return]
         except (TypeError, OverflowError, ValueError) as exc:
@@ -255,6 +296,14 @@ class Codec:
 
     def dumps(self, value: Any) -> bytes:
         return self.serializer.dumps(value)
+
+    def dumps_message(self, data: dict[str, Any]) -> bytes:
+        """Encode a message's wire form (:meth:`Message.to_dict`): only its ``args``,
+        ``kwargs`` and ``options`` can hold values that need a tag."""
+        tagged = getattr(self.serializer, "dumps_tagged", None)
+        if tagged is None:
+            return self.serializer.dumps(data)
+        return tagged(encode_fields(data, MESSAGE_FIELDS))  # type: ignore[no-any-return]
 
     def loads(self, data: bytes, content_type: str) -> Any:
         """Decode ``data``; raises ContentTypeRefused before touching a refused body."""
