@@ -200,6 +200,15 @@ def _untag(value: Any) -> Any:
     return {k: _untag(v) for k, v in value.items()}
 
 
+def _untag_message(value: Any) -> Any:
+    if not isinstance(value, dict) or len(value) == 1:  # not a message: the general walk
+        return _untag(value)
+    for name in MESSAGE_FIELDS:
+        if name in value:
+            value[name] = _untag(value[name])
+    return value
+
+
 class JSONSerializer:
     """The default: orjson with the tags described in this module's docstring."""
 
@@ -215,9 +224,11 @@ class JSONSerializer:
         except (orjson.JSONEncodeError, TypeError, OverflowError) as exc:
             raise _refused_by_encoder(tagged, exc) from None
 
-    def loads(self, data: bytes) -> Any:
+    def loads(self, data: bytes, untag: Callable[[Any], Any] | None = None) -> Any:
+        """Decode; ``untag`` replaces the walk that restores tagged values (see
+        :meth:`Codec.loads_message`)."""
         try:
-            return _untag(orjson.loads(data))
+            return (untag or _untag)(orjson.loads(data))
         except (orjson.JSONDecodeError, ValueError, TypeError, RecursionError) as exc:
             raise MalformedMessage(f"undecodable JSON body: {exc}") from exc
 
@@ -237,9 +248,10 @@ class MsgpackSerializer:
         except (TypeError, OverflowError, ValueError) as exc:
             raise _refused_by_encoder(tagged, exc) from None
 
-    def loads(self, data: bytes) -> Any:
+    def loads(self, data: bytes, untag: Callable[[Any], Any] | None = None) -> Any:
+        """Decode; ``untag`` as in :meth:`JSONSerializer.loads`."""
         try:
-            return _untag(msgpack.unpackb(data, raw=False))
+            return (untag or _untag)(msgpack.unpackb(data, raw=False))
         except (ValueError, TypeError, RecursionError, msgpack.ExtraData, msgpack.FormatError,
                 msgpack.StackError) as exc:
             raise MalformedMessage(f"undecodable msgpack body: {exc}") from exc
@@ -314,3 +326,12 @@ class Codec:
                 f" {', '.join(sorted(self.accepted))})"
             )
         return serializer.loads(data)
+
+    def loads_message(self, data: bytes, content_type: str) -> Any:
+        """Decode a message's wire form, restoring tagged values only in ``args``, ``kwargs``
+        and ``options`` (a message's other fields are scalars; a body that is not a message
+        object comes back as decoded, for :meth:`Message.from_dict` to refuse)."""
+        serializer = self.accepted.get(content_type)
+        if not isinstance(serializer, JSONSerializer | MsgpackSerializer):
+            return self.loads(data, content_type)
+        return serializer.loads(data, _untag_message)

@@ -80,6 +80,22 @@ def test_a_message_encodes_as_the_whole_value_would(serializer: str) -> None:
                        options={"link": [{"$dt": 1}]}).to_dict()
         assert codec.dumps_message(data) == codec.dumps(data)
         assert codec.loads(codec.dumps_message(data), codec.content_type)["kwargs"] == kwargs
+        body = codec.dumps_message(data)
+        assert codec.loads_message(body, codec.content_type) == codec.loads(
+            body, codec.content_type)
+
+
+@pytest.mark.parametrize("body", [b'{"$dt": "2026-01-02T03:04:05"}', b"[1, 2]", b'"text"',
+                                  b'{"args": [{"$uuid": "not-a-uuid"}], "v": 1}', b"{"])
+def test_a_body_that_is_no_message_decodes_as_loads_does(body: bytes) -> None:
+    codec = Codec()
+    try:
+        expected = codec.loads(body, codec.content_type)
+    except MalformedMessage:
+        with pytest.raises(MalformedMessage):
+            codec.loads_message(body, codec.content_type)
+        return
+    assert codec.loads_message(body, codec.content_type) == expected
 
 
 def test_a_refused_message_argument_is_named_by_its_path() -> None:
