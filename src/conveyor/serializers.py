@@ -14,14 +14,12 @@ bytes are decoded.
 from __future__ import annotations
 
 import base64
-import pickle
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 from uuid import UUID
 
-import msgpack
 import orjson
 
 from .errors import ContentTypeRefused, MalformedMessage, SerializationError
@@ -243,6 +241,8 @@ class MsgpackSerializer:
 
     def dumps_tagged(self, tagged: Any) -> bytes:
         """Encode a value already in its tagged form."""
+        import msgpack  # imported on first use: a process that never sees msgpack saves ~1 MB
+
         try:
             return msgpack.packb(tagged, use_bin_type=True)  # type: ignore[no-any-return]
         except (TypeError, OverflowError, ValueError) as exc:
@@ -250,6 +250,8 @@ class MsgpackSerializer:
 
     def loads(self, data: bytes, untag: Callable[[Any], Any] | None = None) -> Any:
         """Decode; ``untag`` as in :meth:`JSONSerializer.loads`."""
+        import msgpack
+
         try:
             return (untag or _untag)(msgpack.unpackb(data, raw=False))
         except (ValueError, TypeError, RecursionError, msgpack.ExtraData, msgpack.FormatError,
@@ -263,12 +265,16 @@ class PickleSerializer:
     content_type = PICKLE
 
     def dumps(self, value: Any) -> bytes:
+        import pickle  # imported on first use, as pickle is off unless an app accepts it
+
         try:
             return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
             raise SerializationError(f"value is not picklable: {exc}") from exc
 
     def loads(self, data: bytes) -> Any:
+        import pickle
+
         try:
             return pickle.loads(data)
         except Exception as exc:
