@@ -372,6 +372,11 @@ def scale(scenario: str) -> None:
     axis, x = SCALING[scenario]
     os.environ["BENCH_PROCS"] = str(x if axis == "processes" else 2)
     os.environ["BENCH_QUEUES"] = str(x if axis == "queues" else 1)
+    # bench.common read them when this driver imported it: set its copies as well
+    common.PROCS = int(os.environ["BENCH_PROCS"])
+    count = int(os.environ["BENCH_QUEUES"])
+    common.QUEUES = [common.QUEUE] if count <= 1 else [f"{common.QUEUE}-{i}"
+                                                       for i in range(count)]
 
 
 def main() -> None:
