@@ -9,6 +9,8 @@ Settings (set by the driver for its own process and for the workers it starts):
 ``BENCH_REDIS``    the Redis URL of the run (a private db), e.g. ``redis://127.0.0.1:6379/15``
 ``BENCH_NS``       a name unique to this scenario; every Redis key of the run contains it
 ``BENCH_QUEUE``    the queue name
+``BENCH_PROCS``    worker processes (task slots) of a scaling point, default 2
+``BENCH_QUEUES``   queues of a scaling point, default 1 (then the queue is ``BENCH_QUEUE``)
 
 Completion counting: on Redis a task body does one ``INCR`` of ``<ns>:done`` (the spec of the
 Redis run); on SQLite it adds one to a per-process counter in a memory-mapped file, which costs
@@ -31,6 +33,10 @@ DIR = os.environ.get("BENCH_DIR", "/tmp/conveyor-bench")
 REDIS_URL = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/15")
 NS = os.environ.get("BENCH_NS", "bench")
 QUEUE = os.environ.get("BENCH_QUEUE", f"{NS}-q")
+#: Worker processes and queues of a scaling point (bench.driver sets them; 2 and 1 otherwise).
+PROCS = int(os.environ.get("BENCH_PROCS", "2"))
+QUEUES = [QUEUE] if int(os.environ.get("BENCH_QUEUES", "1")) <= 1 else [
+    f"{QUEUE}-{i}" for i in range(int(os.environ["BENCH_QUEUES"]))]
 DONE_KEY = f"{NS}:done"
 CALLBACKS_KEY = f"{NS}:callbacks"
 

@@ -29,6 +29,7 @@ import psutil
 from bench import common
 from bench.adapter import Adapter, NotAvailable
 from bench.libs import LIBS, VARIANTS
+from bench.report import SCALING
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 POLL = 0.02  # how often the driver looks at the completion counter
@@ -361,7 +362,21 @@ def through_proxy() -> None:
 
 
 SCENARIOS = {"single": single, "bulk": bulk, "e2e": e2e, "idle": idle,
-             "workflows": workflows, "workflows-trips": workflows}
+             "workflows": workflows, "workflows-trips": workflows,
+             **{name: e2e for name in SCALING}}
+
+
+def scale(scenario: str) -> None:
+    """A scaling point is an end-to-end run with more worker processes (one queue) or more
+    queues (two processes); set before the library module is imported, as it reads them."""
+    axis, x = SCALING[scenario]
+    os.environ["BENCH_PROCS"] = str(x if axis == "processes" else 2)
+    os.environ["BENCH_QUEUES"] = str(x if axis == "queues" else 1)
+    # bench.common read them when this driver imported it: set its copies as well
+    common.PROCS = int(os.environ["BENCH_PROCS"])
+    count = int(os.environ["BENCH_QUEUES"])
+    common.QUEUES = [common.QUEUE] if count <= 1 else [f"{common.QUEUE}-{i}"
+                                                       for i in range(count)]
 
 
 def main() -> None:
@@ -379,6 +394,8 @@ def main() -> None:
     try:
         if args.scenario == "workflows-trips":  # before the import, as the URL is read then
             through_proxy()
+        if args.scenario in SCALING:
+            scale(args.scenario)
         if args.lib in VARIANTS:  # before the import: the module and its workers read it
             os.environ["BENCH_VARIANT"] = VARIANTS[args.lib]
         module = importlib.import_module(LIBS[args.lib][0])

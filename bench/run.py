@@ -9,11 +9,13 @@ with each other (Celery's kombu needs redis-py >= 6.1, arq pins it below 6, task
 needs 8, Conveyor allows < 8). ``.venv-bench`` (Conveyor, Huey, Celery, Dramatiq, RQ),
 ``.venv-bench-arq`` and ``.venv-bench-taskiq`` are created from ``bench/requirements*.txt`` on
 first use.
-Scenarios run one after another, each library back to back within a scenario, so that the
-figures being compared were measured close together on this shared machine.
+A run is ``--rounds`` interleaved rounds (default 3): each round runs every scenario once, the
+libraries of a scenario back to back, so the figures being compared were measured close
+together on this shared machine; the report gives each figure's median and min-max.
 
-Results go to ``bench/results/<timestamp>.json``; a table with Conveyor ÷ peer ratios and the
-targets (met / missed) is printed at the end.
+Results go to ``bench/results/<timestamp>.json``; the tables with Conveyor ÷ peer ratios, the
+scaling table and the issue's targets (ratio, met / missed) are printed at the end
+(:mod:`bench.report`), and the scaling plot is drawn (:mod:`bench.plot`).
 """
 
 from __future__ import annotations
@@ -34,6 +36,10 @@ import time
 from typing import Any
 from urllib.parse import urlsplit
 
+if __package__ in (None, ""):  # run as a script: make ``bench`` importable
+    sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+from bench.report import SCALING, fmt, report, scaling, targets
+
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BENCH = os.path.join(REPO, "bench")
 
@@ -47,6 +53,7 @@ VENVS: dict[str, tuple[str, bool]] = {
 # name -> (backends, venv)
 LIBS: dict[str, tuple[tuple[str, ...], str]] = {
     "conveyor": (("sqlite", "redis"), ".venv-bench"),
+    "raw": (("sqlite", "redis"), ".venv-bench"),  # the floors: a plain loop on the broker
     "huey": (("sqlite", "redis"), ".venv-bench"),
     "celery": (("redis",), ".venv-bench"),
     "dramatiq": (("redis",), ".venv-bench"),
@@ -61,8 +68,19 @@ LIBS: dict[str, tuple[tuple[str, ...], str]] = {
 }
 #: The libraries with groups and chords (the workflows scenarios, Redis only).
 WORKFLOW_LIBS = ("conveyor", "celery")
-DEFAULT_LIBS = ("conveyor", "huey", "celery", "dramatiq", "arq", "rq", "taskiq")
-SCENARIOS = ("single", "bulk", "e2e", "idle", "workflows", "workflows-trips")
+DEFAULT_LIBS = ("conveyor", "conveyor-noresult", "conveyor-noevents", "raw", "huey", "celery",
+                "dramatiq", "arq", "rq", "taskiq")
+#: The libraries of the scaling scenarios (the raw floor on the processes axis only).
+SCALING_LIBS = {"conveyor": tuple(SCALING), "raw": tuple(s for s in SCALING if "-p" in s)}
+SCENARIOS = ("single", "bulk", "e2e", "idle", *SCALING, "workflows", "workflows-trips")
+DEFAULT_SCENARIOS = "single,bulk,e2e,idle,scaling"
+
+
+#: The brokers of a run: name -> what tells whether its server answers (and its version), or
+#: None for a broker without a server. A new stack (RabbitMQ) adds itself here, to LIBS with
+#: the backend name, to bench/libs (its adapters read BENCH_BACKEND), and to bench.report's
+#: TARGETS; nothing else in the orchestrator names a broker.
+BACKENDS: dict[str, Any] = {"sqlite": None, "redis": lambda args: redis_info(args.redis)}
 PACKAGES = ("conveyor-tasks", "huey", "celery", "kombu", "dramatiq", "arq", "rq", "taskiq",
             "taskiq-redis", "redis", "hiredis", "psutil")
 
@@ -195,111 +213,6 @@ def _end(proc: subprocess.Popen[bytes], workdir: str) -> None:
 
 
 # -- report ----------------------------------------------------------------------------------
-COLUMNS = [  # (title, scenario, field, higher is better)
-    ("single enqueue /s", "single", "rate", True),
-    ("bulk enqueue /s", "bulk", "rate", True),
-    ("e2e tasks/s", "e2e", "rate", True),
-    ("worker CPU ms/task", "e2e", "cpu_ms_per_task", False),
-    ("Redis CPU ms/task", "e2e", "redis_cpu_ms_per_task", False),
-    ("idle p50 ms", "idle", "p50_ms", False),
-    ("idle p99 ms", "idle", "p99_ms", False),
-    ("idle CPU %", "idle", "idle_cpu_percent", False),
-    ("peak RSS MB", "e2e", "peak_rss_mb", False),
-    ("peak PSS MB", "e2e", "peak_pss_mb", False),
-]
-
-
-def value(results: list[dict[str, Any]], backend: str, lib: str, scenario: str,
-          field: str) -> float | str | None:
-    for r in results:
-        if (r["backend"], r["lib"], r["scenario"]) == (backend, lib, scenario):
-            if not r.get("ok"):
-                return "error"
-            if r.get("na"):
-                return "n/a"
-            v = r.get(field)
-            if scenario == "e2e" and field == "rate" and r.get("timed_out"):
-                return f"{v:.0f}*" if isinstance(v, float) else v
-            return v if isinstance(v, int | float) else None
-    return None
-
-
-def fmt(v: float | str | None) -> str:
-    if v is None:
-        return "-"
-    if isinstance(v, str):
-        return v
-    if v >= 100:
-        return f"{v:,.0f}"
-    if v >= 10:
-        return f"{v:.1f}"
-    return f"{v:.2f}"
-
-
-def table(results: list[dict[str, Any]], backend: str, libs: list[str]) -> str:
-    """A markdown table: one row per library, each peer cell with Conveyor ÷ peer."""
-    present = [lib for lib in libs if any(r["backend"] == backend and r["lib"] == lib
-                                          for r in results)]
-    columns = [c for c in COLUMNS if backend == "redis" or not c[2].startswith("redis")]
-    lines = ["| library | " + " | ".join(c[0] for c in columns) + " |",
-             "|---" * (len(columns) + 1) + "|"]
-    for lib in present:
-        cells = []
-        for _, scenario, field, _ in columns:
-            v = value(results, backend, lib, scenario, field)
-            ours = value(results, backend, "conveyor", scenario, field)
-            cell = fmt(v)
-            if (lib != "conveyor" and isinstance(v, int | float) and v
-                    and isinstance(ours, int | float)):
-                cell += f" ({ours / v:.2f}x)"
-            cells.append(cell)
-        lines.append(f"| {lib} | " + " | ".join(cells) + " |")
-    return "\n".join(lines)
-
-
-def targets(results: list[dict[str, Any]], libs: list[str]) -> list[dict[str, Any]]:
-    """The issue's targets, judged on this run's figures."""
-    out: list[dict[str, Any]] = []
-
-    def num(backend: str, lib: str, scenario: str, field: str) -> float | None:
-        v = value(results, backend, lib, scenario, field)
-        return v if isinstance(v, int | float) else None
-
-    def add(name: str, ours: float | None, goal: float | None, higher: bool, note: str) -> None:
-        if ours is None or goal is None:
-            out.append({"target": name, "status": "not measured", "note": note})
-            return
-        met = ours >= goal if higher else ours <= goal
-        out.append({"target": name, "ours": ours, "goal": goal,
-                    "status": "met" if met else "missed", "note": note})
-
-    def best(backend: str, scenario: str, field: str) -> tuple[float | None, str]:
-        found = [(num(backend, lib, scenario, field), lib) for lib in libs if lib != "conveyor"]
-        found = [f for f in found if f[0] is not None]
-        return max(found) if found else (None, "")  # type: ignore[return-value, type-var]
-
-    huey = num("sqlite", "huey", "e2e", "rate")
-    add("sqlite: e2e throughput >= SqliteHuey", num("sqlite", "conveyor", "e2e", "rate"),
-        huey, True, "tasks/s")
-    add("sqlite: idle p99 < 5 ms", num("sqlite", "conveyor", "idle", "p99_ms"), 5.0, False, "ms")
-    add("sqlite: idle worker CPU < 1%", num("sqlite", "conveyor", "idle", "idle_cpu_percent"),
-        1.0, False, "% of one core")
-    add("sqlite: worker RSS < 70 MB", num("sqlite", "conveyor", "e2e", "peak_rss_mb"), 70.0,
-        False, "MB, supervisor + 2 processes")
-    fastest, who = best("redis", "e2e", "rate")
-    add("redis: e2e throughput >= 1.5x fastest peer", num("redis", "conveyor", "e2e", "rate"),
-        None if fastest is None else 1.5 * fastest, True, f"tasks/s; fastest peer {who}")
-    fastest, who = best("redis", "single", "rate")
-    add("redis: single enqueue >= fastest peer", num("redis", "conveyor", "single", "rate"),
-        fastest, True, f"/s; fastest peer {who}")
-    add("redis: bulk enqueue >= 30,000/s", num("redis", "conveyor", "bulk", "rate"), 30000.0,
-        True, "/s")
-    add("redis: idle p99 <= 2 ms", num("redis", "conveyor", "idle", "p99_ms"), 2.0, False, "ms")
-    add("redis: worker RSS <= 70 MB", num("redis", "conveyor", "e2e", "peak_rss_mb"), 70.0,
-        False, "MB, supervisor + 2 processes")
-    return out
-
-
 def workflow_table(results: list[dict[str, Any]]) -> str:
     """Group and chord of the workflows scenarios: seconds (direct), round trips (proxied)."""
     rows = ["\n### workflows (redis)\n", "| library | group s (sending) | chord: s to callback"
@@ -324,45 +237,25 @@ def workflow_table(results: list[dict[str, Any]]) -> str:
     return "\n".join(rows) if found else ""
 
 
-def report(doc: dict[str, Any], libs: list[str]) -> str:
-    results = doc["results"]
-    parts = []
-    for backend in ("sqlite", "redis"):
-        if any(r["backend"] == backend for r in results):
-            parts.append(f"\n### {backend}\n\n" + table(results, backend, libs))
-    parts.append("\n(x) = Conveyor ÷ peer: above 1 is better for rates, below 1 is better for"
-                 " ms, CPU and MB. * = timed out before all tasks ran (rate of those done).")
-    parts.append(workflow_table(results))
-    lines = ["\n### targets\n", "| target | Conveyor | goal | status |", "|---|---|---|---|"]
-    for t in doc["targets"]:
-        if t["status"] == "not measured":
-            if any(r["backend"] == t["target"].split(":")[0] for r in results):
-                lines.append(f"| {t['target']} | - | - | not measured |")
-            continue
-        lines.append(f"| {t['target']} | {fmt(t['ours'])} | {fmt(t['goal'])} | {t['status']}"
-                     f" ({t['note']}) |")
-    parts.append("\n".join(lines))
-    errors = [r for r in results if not r.get("ok")]
-    for r in errors:
-        parts.append(f"\n{r['backend']}/{r['lib']}/{r['scenario']}: {r.get('error')}")
-    return "\n".join(parts)
-
-
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=("sqlite", "redis"), help="one broker only")
+    parser.add_argument("--only", choices=tuple(BACKENDS), help="one broker only")
     parser.add_argument("--libs", default=",".join(DEFAULT_LIBS),
-                        help="comma-separated libraries (default: all peers; the variants"
-                             " conveyor-async, conveyor-noresult, conveyor-prefetch and"
-                             " conveyor-noevents only"
-                             " when named)")
-    parser.add_argument("--scenarios", default=",".join(SCENARIOS),
-                        help="comma-separated scenarios: single,bulk,e2e,idle,workflows,"
-                             "workflows-trips (the last two on Redis, Conveyor and Celery)")
+                        help="comma-separated libraries (default: Conveyor with results, with"
+                             " ignore_result and with events off, the raw floor and every"
+                             " peer); conveyor-async and conveyor-prefetch only when named")
+    parser.add_argument("--scenarios", default=DEFAULT_SCENARIOS,
+                        help="comma-separated scenarios: single,bulk,e2e,idle, scaling (= the"
+                             " scale-p1..p8 and scale-q1..q16 points), workflows,"
+                             " workflows-trips (the last two on Redis, Conveyor and Celery);"
+                             f" default {DEFAULT_SCENARIOS}")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="interleaved rounds: every scenario of every library once per"
+                             " round; figures are medians with min-max (default 3)")
     parser.add_argument("--n", type=int, default=20_000,
                         help="tasks for bulk enqueue and end to end (default 20000); single"
-                             " enqueue uses n/10")
+                             " enqueue uses n/10, scaling points n/2")
     parser.add_argument("--single-n", type=int, default=None)
     parser.add_argument("--latency-n", type=int, default=200)
     parser.add_argument("--workflow-n", type=int, default=10_000,
@@ -376,26 +269,65 @@ def main() -> None:
     parser.add_argument("--python", default=None,
                         help="one interpreter for every library (default: the bench venvs)")
     parser.add_argument("--out", default=None, help="result file (default bench/results/…)")
+    parser.add_argument("--plot", default=os.path.join(REPO, "docs", "images", "scaling.svg"),
+                        help="where the scaling plot goes ('' for none)")
     parser.add_argument("--conveyor-rev", default=None, metavar="REV",
                         help="benchmark Conveyor as of this commit (e.g. HEAD) instead of the"
                              " working tree")
     args = parser.parse_args()
-
-    libs = [x.strip() for x in args.libs.split(",") if x.strip()]
-    unknown = [x for x in libs if x not in LIBS]
+    args.lib_list = [x.strip() for x in args.libs.split(",") if x.strip()]
+    unknown = [x for x in args.lib_list if x not in LIBS]
     if unknown:
         parser.error(f"unknown libraries: {', '.join(unknown)} (known: {', '.join(LIBS)})")
-    scenarios = [x.strip() for x in args.scenarios.split(",") if x.strip()]
-    backends = [args.only] if args.only else ["sqlite", "redis"]
+    names = [x.strip() for x in args.scenarios.split(",") if x.strip()]
+    args.scenario_list = [y for x in names for y in (SCALING if x == "scaling" else [x])]
+    bad = [x for x in args.scenario_list if x not in SCENARIOS]
+    if bad:
+        parser.error(f"unknown scenarios: {', '.join(bad)}")
+    return args
+
+
+def plan(libs: list[str], backends: list[str], scenarios: list[str]) -> list[tuple[str, str,
+                                                                               str]]:
+    """One round: (backend, scenario, lib), each scenario's libraries back to back."""
+    steps = []
+    for backend in backends:
+        for scenario in scenarios:
+            for lib in libs:
+                if backend not in LIBS[lib][0]:
+                    continue
+                if scenario.startswith("workflows") and (backend != "redis"
+                                                         or lib not in WORKFLOW_LIBS):
+                    continue
+                if scenario in SCALING and scenario not in SCALING_LIBS.get(lib, ()):
+                    continue
+                steps.append((backend, scenario, lib))
+    return steps
+
+
+def reachable(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
+    """The brokers of this run whose servers answer, and what each said about itself."""
+    backends, info = [], {}
+    for name in [args.only] if args.only else list(BACKENDS):
+        check = BACKENDS[name]
+        found = check(args) if check is not None else {}
+        if found is None:
+            print(f"{name} is unreachable: skipping it", flush=True)
+            continue
+        backends.append(name)
+        info[name] = found
+    return backends, info
+
+
+def main() -> None:
+    args = parse_args()
+    libs = args.lib_list
     pythons = {lib: args.python or bench_python(LIBS[lib][1], args.venv_root) for lib in libs}
-    redis = redis_info(args.redis) if "redis" in backends else None
-    if "redis" in backends and redis is None:
-        print(f"Redis at {args.redis} is unreachable: skipping the Redis run", flush=True)
-        backends.remove("redis")
+    backends, servers = reachable(args)
     single_n = args.single_n or max(1, args.n // 10)
     counts = {"single": single_n, "bulk": args.n, "e2e": args.n, "idle": args.latency_n,
-              "workflows": args.workflow_n, "workflows-trips": args.workflow_n}
-
+              "workflows": args.workflow_n, "workflows-trips": args.workflow_n,
+              **{s: max(1, args.n // 2) for s in SCALING}}
     scratch = tempfile.mkdtemp(prefix="cvb-src-")
     src, conveyor = conveyor_source(args.conveyor_rev, scratch)
     run_id = datetime.datetime.now().strftime("%H%M%S")
@@ -405,31 +337,39 @@ def main() -> None:
         "machine": {"cpus": os.cpu_count(), "platform": platform.platform(),
                     "load_avg_at_start": os.getloadavg()},
         "versions": {py: versions(py) for py in sorted(set(pythons.values()))},
-        "redis_server": redis,
-        "conveyor": conveyor, "args": vars(args), "counts": counts, "results": []}
+        "redis_server": servers.get("redis"), "servers": servers,
+        "conveyor": conveyor, "args": {k: v for k, v in vars(args).items()},
+        "counts": counts, "results": []}
     began = time.perf_counter()
-    for backend in backends:
-        for scenario in scenarios:
-            for lib in libs:
-                if backend not in LIBS[lib][0]:
-                    continue
-                if scenario.startswith("workflows") and (backend != "redis"
-                                                         or lib not in WORKFLOW_LIBS):
-                    continue
-                r = run_driver(pythons[lib], lib, backend, scenario, counts[scenario],
-                               run_id=run_id, redis_url=args.redis, wait=args.wait, src=src)
-                doc["results"].append(r)
-                print(f"[{time.perf_counter() - began:6.0f}s] {backend:6} {scenario:6}"
-                      f" {lib:9} {_summary(r)}", flush=True)
+    steps = plan(libs, backends, args.scenario_list)
+    for round_no in range(1, args.rounds + 1):
+        for backend, scenario, lib in steps:
+            r = run_driver(pythons[lib], lib, backend, scenario, counts[scenario],
+                           run_id=f"{run_id}{round_no}", redis_url=args.redis, wait=args.wait,
+                           src=src)
+            r["round"] = round_no
+            doc["results"].append(r)
+            print(f"[{time.perf_counter() - began:6.0f}s] r{round_no} {backend:6} {scenario:9}"
+                  f" {lib:17} {_summary(r)}", flush=True)
     shutil.rmtree(scratch, ignore_errors=True)
+    finish(doc, args, stamp, began, pythons)
+
+
+def finish(doc: dict[str, Any], args: argparse.Namespace, stamp: str, began: float,
+           pythons: dict[str, str]) -> None:
+    """Judge the targets, save the results, draw the scaling plot, print the report."""
     doc["seconds"] = time.perf_counter() - began
-    doc["targets"] = targets(doc["results"], libs)
+    doc["targets"] = targets(doc["results"])
+    doc["scaling"] = scaling(doc["results"])
     out = args.out or os.path.join(BENCH, "results", f"{stamp}.json")
     os.makedirs(os.path.dirname(out), exist_ok=True)
     with open(out, "w") as f:
         json.dump(doc, f, indent=1)
-    print(f"Conveyor: {conveyor}")
-    print(report(doc, libs))
+    if args.plot and doc["scaling"]:
+        python = pythons.get("conveyor") or next(iter(pythons.values()))
+        subprocess.run([python, "-m", "bench.plot", out, args.plot], cwd=REPO, check=False)
+    print(f"Conveyor: {doc['conveyor']}")
+    print(report(doc, workflow_table))
     print(f"\nwrote {out} ({doc['seconds']:.0f} s)")
 
 
@@ -441,7 +381,7 @@ def _summary(r: dict[str, Any]) -> str:
     s = r["scenario"]
     if s in ("single", "bulk"):
         return f"{r['rate']:,.0f}/s"
-    if s == "e2e":
+    if s == "e2e" or s in SCALING:
         extra = " TIMED OUT" if r.get("timed_out") else ""
         return (f"{r['rate']:,.0f}/s ({r['done']}/{r['n']} in {r['seconds']:.1f}s), peak RSS"
                 f" {r['peak_rss_mb']:.0f} MB, PSS {r['peak_pss_mb']:.0f} MB{extra}")

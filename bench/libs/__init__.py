@@ -12,6 +12,7 @@ LIBS: dict[str, tuple[str, tuple[str, ...]]] = {
     "conveyor-prefetch": ("bench.libs.conveyor_lib", ("sqlite", "redis")),
     "conveyor-noevents": ("bench.libs.conveyor_lib", ("sqlite", "redis")),
     "conveyor": ("bench.libs.conveyor_lib", ("sqlite", "redis")),
+    "raw": ("bench.libs.raw_lib", ("sqlite", "redis")),
     "huey": ("bench.libs.huey_lib", ("sqlite", "redis")),
     "celery": ("bench.libs.celery_lib", ("redis",)),
     "dramatiq": ("bench.libs.dramatiq_lib", ("redis",)),

@@ -78,8 +78,15 @@ class ConveyorAdapter(Adapter):
         count.map([()] * n)
 
     def prefill(self, n: int) -> None:
-        self.ids = [r.id for r in count.map([()] * n)] if VARIANT != "noresult" else []
-        if not self.ids:
+        if len(common.QUEUES) > 1:  # a scaling point: spread evenly over the queues
+            messages = [app.build_message("count", count.options, (), {},
+                                          queue=common.QUEUES[i % len(common.QUEUES)])
+                        for i in range(n)]
+            app.publish(messages, track=not no_result)
+            self.ids = [m.id for m in messages] if not no_result else []
+            return
+        self.ids = [r.id for r in count.map([()] * n)] if not no_result else []
+        if no_result:
             count.map([()] * n)
 
     def send_latency(self, sent: float) -> None:
@@ -98,7 +105,8 @@ class ConveyorAdapter(Adapter):
 
     def worker_argvs(self) -> list[list[str]]:
         return [[sys.executable, "-m", "conveyor", "worker", "-A", f"{__name__}:app",
-                 "-Q", common.QUEUE, "-c", "2", "--pool", "process", "-l", "warning",
+                 "-Q", ",".join(common.QUEUES), "-c", str(common.PROCS), "--pool", "process",
+                 "-l", "warning",
                  *(["--prefetch", "16"] if VARIANT == "prefetch" else [])]]
 
     def verify(self, n: int) -> dict[str, Any]:

@@ -13,7 +13,6 @@ The table of settings in the guide is generated from :data:`SETTINGS`, so the tw
 
 from __future__ import annotations
 
-import difflib
 import importlib
 import json
 import os
@@ -286,6 +285,8 @@ def _convert(name: str, value: Any) -> Any:
 
 
 def _unknown(name: str) -> str:
+    import difflib  # only for an error's hint
+
     near = difflib.get_close_matches(name, list(_BY_NAME), n=1)
     hint = f"; did you mean {near[0]!r}?" if near else ""
     return f"unknown setting {name!r}{hint} (known: {', '.join(_BY_NAME)})"

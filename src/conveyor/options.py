@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import difflib
 import random
 from collections.abc import Callable
 from dataclasses import dataclass, field, fields
@@ -168,6 +167,8 @@ def _check_names(values: dict[str, Any]) -> None:
     known = {f.name for f in fields(TaskOptions)} | set(_ALIASES)
     unknown = sorted(set(values) - known)
     if unknown:
+        import difflib  # only for an error's hint
+
         hints = [f"{name!r} (did you mean {near[0]!r}?)" if near else repr(name)
                  for name in unknown
                  for near in [difflib.get_close_matches(name, sorted(known), n=1)]]

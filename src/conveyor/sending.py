@@ -72,20 +72,31 @@ def call_options(*, time_limit: float | timedelta | None,
 
 def envelope(app: Conveyor, message: Message) -> Envelope:
     """Serialize a message; SerializationError names the task and the argument at fault."""
-    try:
-        body = app.codec.dumps(message.to_dict())
-    except SerializationError as exc:
-        raise argument_error(message, exc) from None
-    limit = app.conf.max_message_size
-    if len(body) > limit:
-        raise PayloadTooLarge(f"cannot send {message.task}: its message takes {len(body):,}"
-                              f" bytes, more than max_message_size ({limit:,}); pass a"
-                              " reference (a path, a URL, a row id) instead of the data")
-    signer = app.signer
-    if signer is not None:
-        body = signer.sign(body, app.clock.time())
-    return Envelope(message.id, message.queue, body, app.codec.content_type, message.priority,
-                    message.eta)
+    return envelopes(app, [message])[0]
+
+
+def envelopes(app: Conveyor, messages: Sequence[Message]) -> list[Envelope]:
+    """Serialize messages, each checked against ``max_message_size`` and signed when keys are
+    set; the codec, the signer and the limit are looked up once for the whole batch."""
+    codec, signer, limit = app.codec, app.signer, app.conf.max_message_size
+    dumps, content_type = codec.dumps_message, codec.content_type
+    now = app.clock.time() if signer is not None else 0.0
+    out = []
+    for message in messages:
+        try:
+            body = dumps(message.to_dict())
+        except SerializationError as exc:
+            raise argument_error(message, exc) from None
+        if len(body) > limit:
+            raise PayloadTooLarge(f"cannot send {message.task}: its message takes"
+                                  f" {len(body):,} bytes, more than max_message_size"
+                                  f" ({limit:,}); pass a reference (a path, a URL, a row id)"
+                                  " instead of the data")
+        if signer is not None:
+            body = signer.sign(body, now)
+        out.append(Envelope(message.id, message.queue, body, content_type, message.priority,
+                            message.eta))
+    return out
 
 
 def publish(app: Conveyor, messages: Sequence[Message], track: bool = True) -> None:
@@ -94,13 +105,13 @@ def publish(app: Conveyor, messages: Sequence[Message], track: bool = True) -> N
     messages = [m for m in messages if not is_duplicate(m)]
     if not messages:
         return
-    envelopes = [envelope(app, m) for m in messages]
+    encoded = envelopes(app, messages)
     if not track:
-        app.broker.publish(envelopes)
+        app.broker.publish(encoded)
     elif app.shared_store:  # one transaction or round trip where the store can
-        app.broker.publish_tracked(envelopes, pending(app, messages), pending_ttl(app, messages))
+        app.broker.publish_tracked(encoded, pending(app, messages), pending_ttl(app, messages))
     else:
-        app.broker.publish(envelopes)
+        app.broker.publish(encoded)
         app.backend.store_many(pending(app, messages), pending_ttl(app, messages))
     app.middleware.after_publish(app, messages)
 
@@ -110,14 +121,14 @@ async def apublish(app: Conveyor, messages: Sequence[Message], track: bool = Tru
     messages = [m for m in messages if not is_duplicate(m)]
     if not messages:
         return
-    envelopes = [envelope(app, m) for m in messages]
+    encoded = envelopes(app, messages)
     if not track:
-        await app.broker.apublish(envelopes)
+        await app.broker.apublish(encoded)
     elif app.shared_store:
-        await app.broker.apublish_tracked(envelopes, pending(app, messages),
+        await app.broker.apublish_tracked(encoded, pending(app, messages),
                                           pending_ttl(app, messages))
     else:
-        await app.broker.apublish(envelopes)
+        await app.broker.apublish(encoded)
         await app.backend.astore_many(pending(app, messages), pending_ttl(app, messages))
     app.middleware.after_publish(app, messages)
 
@@ -125,8 +136,16 @@ async def apublish(app: Conveyor, messages: Sequence[Message], track: bool = Tru
 def pending(app: Conveyor, messages: Sequence[Message]) -> list[tuple[str, StoredResult]]:
     """PENDING records; a task that keeps no STARTED state is marked so, for brokers that
     record starts themselves."""
-    return [(m.id, StoredResult(_PENDING_DATA if _tracks_start(app, m) else UNTRACKED_START,
-                                State.PENDING, 0, False)) for m in messages]
+    tracked = StoredResult(_PENDING_DATA, State.PENDING, 0, False)
+    untracked = StoredResult(UNTRACKED_START, State.PENDING, 0, False)
+    by_task: dict[str, StoredResult] = {}
+    out = []
+    for m in messages:
+        record = by_task.get(m.task)
+        if record is None:
+            record = by_task[m.task] = tracked if _tracks_start(app, m) else untracked
+        out.append((m.id, record))
+    return out
 
 
 def _tracks_start(app: Conveyor, message: Message) -> bool:

@@ -14,14 +14,12 @@ bytes are decoded.
 from __future__ import annotations
 
 import base64
-import pickle
 from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from typing import Any, Protocol
 from uuid import UUID
 
-import msgpack
 import orjson
 
 from .errors import ContentTypeRefused, MalformedMessage, SerializationError
@@ -31,6 +29,8 @@ MSGPACK = "application/msgpack"
 PICKLE = "application/x-python-pickle"
 
 _SCALARS = (str, int, float, bool, type(None))
+#: The fields of a message's wire form that carry user values.
+MESSAGE_FIELDS = ("args", "kwargs", "options")
 
 
 class Serializer(Protocol):
@@ -96,9 +96,19 @@ def _find_bad(value: Any, path: tuple[Any, ...]) -> tuple[tuple[Any, ...], int] 
     return None
 
 
+#: Exact types that need no tag (a subclass of one, e.g. an IntEnum, takes the slow path).
+_PLAIN = frozenset(_SCALARS)
+
+
 def _tag(value: Any) -> Any:
     # The path to a refused value is rebuilt only on failure, keeping the common case cheap.
     if isinstance(value, _SCALARS):
+        return value
+    kind = type(value)
+    if kind is tuple or kind is list:
+        if all(type(item) in _PLAIN for item in value):  # as is: encoders take tuples as lists
+            return value
+    elif kind is dict and _plain_dict(value):
         return value
     if isinstance(value, dict):
         out = {}
@@ -110,6 +120,29 @@ def _tag(value: Any) -> Any:
     if isinstance(value, list | tuple):
         return [_step(item, index) for index, item in enumerate(value)]
     return _tag_special(value)
+
+
+def _plain_dict(value: dict[Any, Any]) -> bool:
+    """Whether a dict goes out as is: str keys, scalar values, and not one ``$`` key."""
+    if not all(type(key) is str for key in value):
+        return False
+    if len(value) == 1 and next(iter(value)).startswith("$"):
+        return False
+    return all(type(item) in _PLAIN for item in value.values())
+
+
+def encode_fields(data: dict[str, Any], fields: tuple[str, ...]) -> dict[str, Any]:
+    """``data`` with only ``fields`` tagged: for a record whose other values are scalars by
+    construction (a message's wire form), which saves walking them. Errors as :func:`_encode`."""
+    out = dict(data)
+    try:
+        for name in fields:
+            value = data[name]
+            if value:
+                out[name] = _step(value, name)
+    except _Refused as refused:
+        raise _error(tuple(reversed(refused.path)), refused.why) from None
+    return out
 
 
 def _step(value: Any, where: Any) -> Any:
@@ -165,21 +198,35 @@ def _untag(value: Any) -> Any:
     return {k: _untag(v) for k, v in value.items()}
 
 
+def _untag_message(value: Any) -> Any:
+    if not isinstance(value, dict) or len(value) == 1:  # not a message: the general walk
+        return _untag(value)
+    for name in MESSAGE_FIELDS:
+        if name in value:
+            value[name] = _untag(value[name])
+    return value
+
+
 class JSONSerializer:
     """The default: orjson with the tags described in this module's docstring."""
 
     content_type = JSON
 
     def dumps(self, value: Any) -> bytes:
-        tagged = _encode(value)
+        return self.dumps_tagged(_encode(value))
+
+    def dumps_tagged(self, tagged: Any) -> bytes:
+        """Encode a value already in its tagged form."""
         try:
             return orjson.dumps(tagged)
         except (orjson.JSONEncodeError, TypeError, OverflowError) as exc:
             raise _refused_by_encoder(tagged, exc) from None
 
-    def loads(self, data: bytes) -> Any:
+    def loads(self, data: bytes, untag: Callable[[Any], Any] | None = None) -> Any:
+        """Decode; ``untag`` replaces the walk that restores tagged values (see
+        :meth:`Codec.loads_message`)."""
         try:
-            return _untag(orjson.loads(data))
+            return (untag or _untag)(orjson.loads(data))
         except (orjson.JSONDecodeError, ValueError, TypeError, RecursionError) as exc:
             raise MalformedMessage(f"undecodable JSON body: {exc}") from exc
 
@@ -190,15 +237,23 @@ class MsgpackSerializer:
     content_type = MSGPACK
 
     def dumps(self, value: Any) -> bytes:
-        tagged = _encode(value)
+        return self.dumps_tagged(_encode(value))
+
+    def dumps_tagged(self, tagged: Any) -> bytes:
+        """Encode a value already in its tagged form."""
+        import msgpack  # imported on first use: a process that never sees msgpack saves ~1 MB
+
         try:
             return msgpack.packb(tagged, use_bin_type=True)  # type: ignore[no-any-return]
         except (TypeError, OverflowError, ValueError) as exc:
             raise _refused_by_encoder(tagged, exc) from None
 
-    def loads(self, data: bytes) -> Any:
+    def loads(self, data: bytes, untag: Callable[[Any], Any] | None = None) -> Any:
+        """Decode; ``untag`` as in :meth:`JSONSerializer.loads`."""
+        import msgpack
+
         try:
-            return _untag(msgpack.unpackb(data, raw=False))
+            return (untag or _untag)(msgpack.unpackb(data, raw=False))
         except (ValueError, TypeError, RecursionError, msgpack.ExtraData, msgpack.FormatError,
                 msgpack.StackError) as exc:
             raise MalformedMessage(f"undecodable msgpack body: {exc}") from exc
@@ -210,12 +265,16 @@ class PickleSerializer:
     content_type = PICKLE
 
     def dumps(self, value: Any) -> bytes:
+        import pickle  # imported on first use, as pickle is off unless an app accepts it
+
         try:
             return pickle.dumps(value, protocol=pickle.HIGHEST_PROTOCOL)
         except Exception as exc:
             raise SerializationError(f"value is not picklable: {exc}") from exc
 
     def loads(self, data: bytes) -> Any:
+        import pickle
+
         try:
             return pickle.loads(data)
         except Exception as exc:
@@ -256,6 +315,14 @@ class Codec:
     def dumps(self, value: Any) -> bytes:
         return self.serializer.dumps(value)
 
+    def dumps_message(self, data: dict[str, Any]) -> bytes:
+        """Encode a message's wire form (:meth:`Message.to_dict`): only its ``args``,
+        ``kwargs`` and ``options`` can hold values that need a tag."""
+        tagged = getattr(self.serializer, "dumps_tagged", None)
+        if tagged is None:
+            return self.serializer.dumps(data)
+        return tagged(encode_fields(data, MESSAGE_FIELDS))  # type: ignore[no-any-return]
+
     def loads(self, data: bytes, content_type: str) -> Any:
         """Decode ``data``; raises ContentTypeRefused before touching a refused body."""
         serializer = self.accepted.get(content_type)
@@ -265,3 +332,12 @@ class Codec:
                 f" {', '.join(sorted(self.accepted))})"
             )
         return serializer.loads(data)
+
+    def loads_message(self, data: bytes, content_type: str) -> Any:
+        """Decode a message's wire form, restoring tagged values only in ``args``, ``kwargs``
+        and ``options`` (a message's other fields are scalars; a body that is not a message
+        object comes back as decoded, for :meth:`Message.from_dict` to refuse)."""
+        serializer = self.accepted.get(content_type)
+        if not isinstance(serializer, JSONSerializer | MsgpackSerializer):
+            return self.loads(data, content_type)
+        return serializer.loads(data, _untag_message)

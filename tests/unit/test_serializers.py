@@ -65,3 +65,42 @@ def test_codec_decodes_other_accepted_types() -> None:
     assert "id" in codec.loads(packed, "application/msgpack")
     with pytest.raises(ContentTypeRefused):
         codec.loads(b"x", "text/plain")
+
+
+@pytest.mark.parametrize("serializer", ["json", "msgpack", "pickle"])
+def test_a_message_encodes_as_the_whole_value_would(serializer: str) -> None:
+    """The message fast path (only args, kwargs and options tagged) gives the same bytes."""
+    from conveyor.message import Message
+
+    codec = Codec(serializer, ["json", "msgpack", "pickle"])
+    for args, kwargs in [((), {}), ((1, "a", None, 2.5, True), {"k": 1}),
+                         ((VALUES["datetime"], [VALUES["uuid"]]), {"d": VALUES["dollar"]}),
+                         ((("nested", (1, 2)),), {"$only": 1})]:
+        data = Message(id="m", task="t", args=args, kwargs=kwargs,
+                       options={"link": [{"$dt": 1}]}).to_dict()
+        assert codec.dumps_message(data) == codec.dumps(data)
+        assert codec.loads(codec.dumps_message(data), codec.content_type)["kwargs"] == kwargs
+        body = codec.dumps_message(data)
+        assert codec.loads_message(body, codec.content_type) == codec.loads(
+            body, codec.content_type)
+
+
+@pytest.mark.parametrize("body", [b'{"$dt": "2026-01-02T03:04:05"}', b"[1, 2]", b'"text"',
+                                  b'{"args": [{"$uuid": "not-a-uuid"}], "v": 1}', b"{"])
+def test_a_body_that_is_no_message_decodes_as_loads_does(body: bytes) -> None:
+    codec = Codec()
+    try:
+        expected = codec.loads(body, codec.content_type)
+    except MalformedMessage:
+        with pytest.raises(MalformedMessage):
+            codec.loads_message(body, codec.content_type)
+        return
+    assert codec.loads_message(body, codec.content_type) == expected
+
+
+def test_a_refused_message_argument_is_named_by_its_path() -> None:
+    from conveyor.message import Message
+
+    data = Message(id="m", task="t", args=(1, {"x": [object()]})).to_dict()
+    with pytest.raises(SerializationError, match=r"value\['args'\]\[1\]\['x'\]\[0\]"):
+        Codec().dumps_message(data)

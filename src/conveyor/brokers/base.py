@@ -790,6 +790,7 @@ class PullConsumer(Consumer):
         self._ready: collections.deque[LeasedDelivery] = collections.deque()
         self._riding: list[tuple[Settle, asyncio.Future[None]]] = []
         self._waiting_slot = False
+        self._filling = False  # a claim is on its way: its deliveries are next to start
         self._slot_waiter: asyncio.Future[None] | None = None
         self._closed = asyncio.Event()
         self._renewer: asyncio.Task[None] | None = None
@@ -823,7 +824,8 @@ class PullConsumer(Consumer):
 
         It rides with the next claim when one is near: the loop waits for a slot (this settle
         frees it), or, for a consumer made with ``defer_settles``, prefetched deliveries are
-        still to start (their claim comes when they are done; ``RIDE_FOR`` seconds at most).
+        still to start or a claim of more is on its way (the next claim comes when those are
+        done; ``RIDE_FOR`` seconds at most).
         Otherwise it goes out now, taking any settles that were waiting with it: a group
         commit either way. Only a caller that does not wait for its settle before asking for
         the next delivery (a worker) should defer settles.
@@ -831,7 +833,8 @@ class PullConsumer(Consumer):
         self._forget(settle.claim.token)
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._riding.append((settle, future))
-        near = self._waiting_slot or (self.defer_settles and bool(self._ready))
+        near = self._waiting_slot or (self.defer_settles and (bool(self._ready)
+                                                              or self._filling))
         if self._closed.is_set() or not near:
             self._spawn(self._flush_riding())
         elif len(self._riding) == 1:
@@ -856,7 +859,11 @@ class PullConsumer(Consumer):
     async def _fill(self, free: int) -> None:
         self._start_renewer()
         riding, self._riding = self._riding, []
-        batch = await self._claim_with(riding, free)
+        self._filling = True
+        try:
+            batch = await self._claim_with(riding, free)
+        finally:
+            self._filling = False
         if _crash_after_claims and batch.claims:
             crash_point()
         for claim in batch.claims:

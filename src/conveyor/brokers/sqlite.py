@@ -376,8 +376,10 @@ def publish_rows(conn: sqlite3.Connection, envelopes: Sequence[Envelope],
     ]
     with immediate(conn):
         conn.executemany(_PUBLISH, rows)
-        for task_id, record in records:
-            store_result(conn, task_id, record, ttl, now=now)
+        if records:  # the fencing rule of store_result, for many rows in one statement
+            conn.executemany(_STORE_MANY, [
+                (task_id, bytes(r.data), r.state, r.attempt, int(r.final), now + ttl, now)
+                for task_id, r in records])
 
 
 def _marks(n: int) -> str:
@@ -641,6 +643,10 @@ ON CONFLICT (task_id) DO UPDATE SET
 WHERE results.expires_at <= ? OR (NOT results.final AND results.attempt <= excluded.attempt)
 RETURNING 1
 """
+
+
+#: :data:`_STORE` without its RETURNING (executemany takes no statement that returns rows).
+_STORE_MANY = _STORE.replace("RETURNING 1", "")
 
 
 def store_result(conn: sqlite3.Connection, task_id: str, record: StoredResult, ttl: float, *,

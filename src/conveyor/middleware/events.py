@@ -51,12 +51,26 @@ class EventBuffer:
             self._flusher = asyncio.ensure_future(self._flush_soon())
 
     async def _flush_soon(self) -> None:
-        await asyncio.sleep(FLUSH_EVERY)
-        await self.flush()
+        """Every ``FLUSH_EVERY`` seconds, write what is pending then, while events keep coming:
+        events emitted during a write wait for the next tick instead of making a write of
+        their own at once (on SQLite a write is a commit, an fsync)."""
+        while True:
+            await asyncio.sleep(FLUSH_EVERY)
+            await self._write(len(self._pending))
+            if not self._pending:
+                return
 
     async def flush(self) -> None:
+        """Write every pending event now (at close)."""
         while self._pending:
-            batch, self._pending = self._pending[:FLUSH_MAX], self._pending[FLUSH_MAX:]
+            await self._write(len(self._pending))
+
+    async def _write(self, count: int) -> None:
+        """Write the first ``count`` pending events, ``FLUSH_MAX`` per write."""
+        while count > 0 and self._pending:
+            take = min(count, FLUSH_MAX)
+            batch, self._pending = self._pending[:take], self._pending[take:]
+            count -= take
             try:
                 await self.store.append_events(batch, self.retention)
             except BrokerError as exc:

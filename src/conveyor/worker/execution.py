@@ -82,7 +82,7 @@ def decode(app: Conveyor, envelope: Envelope) -> tuple[Message, Task[Any, Any]]:
         raise MalformedMessage(f"body of {len(body):,} bytes exceeds max_message_size")
     if app.signer is not None:
         body = app.signer.verify(body, app.clock.time())
-    message = Message.from_dict(app.codec.loads(body, envelope.content_type))
+    message = Message.from_dict(app.codec.loads_message(body, envelope.content_type))
     task = app.tasks.get(message.task)
     if task is None:
         known = ", ".join(sorted(app.tasks)) or "none"
