@@ -349,7 +349,9 @@ class Conveyor:
                            related_name: str = "tasks") -> list[str]:
         """Import ``<package>.tasks`` of each package (default: Django's installed apps, when
         Django is set up) so their tasks register; returns the modules imported. A package
-        without such a module is passed over; an error inside one is raised."""
+        without such a module is passed over; an error inside one is raised. Called before
+        Django's apps are loaded it does nothing: the ``conveyor.contrib.django`` app config
+        discovers them when Django is ready."""
         from .loader import autodiscover
 
         return autodiscover(packages, related_name)

@@ -74,7 +74,7 @@ def autodiscover(packages: Iterable[str] | None, related_name: str = "tasks") ->
     """Import ``package.<related_name>`` for each package that has one (default: the names of
     Django's installed apps); returns the modules imported."""
     names = list(packages) if packages is not None else _django_apps()
-    found = []
+    found: list[str] = []
     for package in names:
         module = f"{package}.{related_name}"
         try:
@@ -93,7 +93,6 @@ def _django_apps() -> list[str]:
     except ImportError:
         raise ConfigurationError("autodiscover_tasks() without packages needs Django;"
                                  " name the packages to search") from None
-    if not apps.ready:
-        raise ConfigurationError("autodiscover_tasks(): Django's apps are not loaded yet; call"
-                                 " it from AppConfig.ready() or after django.setup()")
+    if not apps.apps_ready:  # called while Django starts (a project's conveyor.py imported
+        return []             # early): conveyor.contrib.django's AppConfig.ready() does it
     return [config.name for config in apps.get_app_configs()]

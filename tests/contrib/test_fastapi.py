@@ -10,17 +10,17 @@ from typing import Any
 import pytest
 
 pytest.importorskip("fastapi")
-from fastapi import FastAPI  # noqa: E402
-from fastapi.testclient import TestClient  # noqa: E402
-from starlette.applications import Starlette  # noqa: E402
+from fastapi import FastAPI
+from fastapi.testclient import TestClient
+from starlette.applications import Starlette
 
-from conveyor import Conveyor  # noqa: E402
-from conveyor.contrib.fastapi import ConveyorApp, TaskResult, lifespan, status_router  # noqa: E402
-from conveyor.contrib.starlette import status_app, status_routes  # noqa: E402
-from conveyor.contrib.starlette import lifespan as starlette_lifespan  # noqa: E402
-from conveyor.testing import run_queued  # noqa: E402
-from tests.contrib.webtasks import register  # noqa: E402
-from tests.stores import store_url  # noqa: E402
+from conveyor import Conveyor
+from conveyor.contrib.fastapi import ConveyorApp, TaskResult, lifespan, status_router
+from conveyor.contrib.starlette import lifespan as starlette_lifespan
+from conveyor.contrib.starlette import status_app, status_routes
+from conveyor.testing import run_queued
+from tests.contrib.webtasks import register
+from tests.stores import store_url
 
 
 @pytest.fixture(params=["sqlite", "redis"])
@@ -88,7 +88,7 @@ def test_the_lifespan_opens_and_closes_the_stores(app: Conveyor) -> None:
 
 def test_a_store_that_cannot_be_reached_fails_the_start() -> None:
     down = Conveyor("down", broker="redis://127.0.0.1:1/0")
-    with pytest.raises(Exception, match="127.0.0.1:1"), TestClient(web_app(down)):
+    with pytest.raises(Exception, match=r"127\.0\.0\.1:1"), TestClient(web_app(down)):
         pass
 
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("flask")
-from flask import Flask, current_app, g  # noqa: E402
+from flask import Flask, current_app, g
 
-from conveyor.contrib.flask import Conveyor  # noqa: E402
-from conveyor.testing import run_queued  # noqa: E402
-from tests.stores import store_url  # noqa: E402
+from conveyor.contrib.flask import Conveyor
+from conveyor.testing import run_queued
+from tests.stores import store_url
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "redis"])

@@ -49,9 +49,9 @@ _STATUS = {State.PENDING: "READY", State.RETRY: "READY", State.STARTED: "RUNNING
 
 
 def conveyor_priority(priority: int) -> int:
-    """Django's -100..100 onto Conveyor's 0..9 (0 becomes 4; order kept)."""
+    """Django's -100..100 onto Conveyor's 0..9 in ten equal bands, order kept (0 is 4)."""
     low, high = _tasks.base.TASK_MIN_PRIORITY, _tasks.base.TASK_MAX_PRIORITY
-    return round((priority - low) * 9 / (high - low) - 0.0001) if priority != high else 9
+    return min(9, (priority - low) * 10 // (high - low + 1))
 
 
 class ConveyorBackend(_backends.BaseTaskBackend):
