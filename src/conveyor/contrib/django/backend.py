@@ -51,7 +51,7 @@ _STATUS = {State.PENDING: "READY", State.RETRY: "READY", State.STARTED: "RUNNING
 def conveyor_priority(priority: int) -> int:
     """Django's -100..100 onto Conveyor's 0..9 in ten equal bands, order kept (0 is 4)."""
     low, high = _tasks.base.TASK_MIN_PRIORITY, _tasks.base.TASK_MAX_PRIORITY
-    return min(9, (priority - low) * 10 // (high - low + 1))
+    return min(9, int((priority - low) * 10 // (high - low + 1)))
 
 
 class ConveyorBackend(_backends.BaseTaskBackend):

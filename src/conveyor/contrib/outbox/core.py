@@ -120,7 +120,7 @@ class Relay:
     """Publishes outbox rows: ``run()`` in its own process, ``start()`` as a thread."""
 
     def __init__(self, app: Conveyor, store: OutboxStore, *, batch: int = 200,
-                 interval: float = 1.0, lease: float = 10.0) -> None:
+                 interval: float = 1.0, lease: float = 5.0) -> None:
         self.app, self.store = app, store
         self.batch, self.interval, self.lease = batch, interval, lease
         self._wake = threading.Event()
