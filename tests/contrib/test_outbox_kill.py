@@ -32,7 +32,8 @@ def env(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[dict[str, st
                "PYTHONPATH": str(ROOT)}
 
 
-def run(env: dict[str, str], *args: str, crash: str | None = None) -> subprocess.CompletedProcess[str]:
+def run(env: dict[str, str], *args: str,
+        crash: str | None = None) -> subprocess.CompletedProcess[str]:
     given = {**env, **({CRASH_ENV: crash} if crash else {})}
     return subprocess.run([sys.executable, "-m", "tests.contrib.outbox_app", *args], env=given,
                           cwd=ROOT, capture_output=True, text=True, timeout=120, check=False)
