@@ -64,6 +64,7 @@ def run_page(path: Path) -> int:
                 continue
             if block.mark == "file":
                 ast.parse(block.code, where)
+                Path(block.argument).parent.mkdir(parents=True, exist_ok=True)
                 Path(block.argument).write_text(block.code)
                 continue
             if block.mark == "worker":
