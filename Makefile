@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck services bench clean
+.PHONY: demo test lint typecheck services bench docs clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -29,8 +29,11 @@ typecheck: $(STAMP)
 test: $(STAMP) services lint typecheck
 	$(VENV)/bin/pytest -q -p no:cacheprovider
 
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict -d site
+
 bench: $(STAMP) services
 	$(PY) -m bench.run
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache demo-out
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache demo-out site

@@ -35,7 +35,7 @@ def test_most_samples_run_and_skips_say_why() -> None:
 
 def test_mkdocs_builds_strict(tmp_path: Path) -> None:
     pytest.importorskip("mkdocs")
-    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict", "-q",
+    done = subprocess.run([sys.executable, "-m", "mkdocs", "build", "--strict",
                            "-f", str(ROOT / "mkdocs.yml"), "-d", str(tmp_path / "site")],
                           cwd=ROOT, capture_output=True, text=True, timeout=300, check=False)
     assert done.returncode == 0, done.stdout + done.stderr
