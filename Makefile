@@ -5,7 +5,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint typecheck services bench faults clean
+.PHONY: demo test lint typecheck services bench faults docs clean
 
 $(STAMP): pyproject.toml requirements.lock
 	$(PYTHON) -m venv $(VENV)
@@ -34,8 +34,11 @@ faults: $(STAMP) services
 	FAULTS_LONG=1 FAULTS_RESULTS=$${FAULTS_RESULTS:-faults-results.jsonl} \
 		$(VENV)/bin/pytest -q -p no:cacheprovider -rs --timeout 3600 tests/faults
 
+docs: $(STAMP)
+	$(VENV)/bin/mkdocs build --strict -d site
+
 bench: $(STAMP) services
 	$(PY) -m bench.run
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache demo-out faults-results.jsonl
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache demo-out faults-results.jsonl site

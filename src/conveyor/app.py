@@ -73,6 +73,11 @@ class Conveyor:
     first use, and reopen after a fork.
     """
 
+    #: The classes ``@app.task`` makes (an integration may add methods, as Django's
+    #: ``delay_on_commit``).
+    task_class: type[Task[Any, Any]] = Task
+    async_task_class: type[AsyncTask[Any, Any]] = AsyncTask
+
     def __init__(
         self, name: str = "conveyor", broker: str | None = None, backend: str | None = None, *,
         config: Mapping[str, Any] | None = None, middleware: Iterable[Middleware] = (),
@@ -243,7 +248,8 @@ class Conveyor:
         def register(func: Callable[..., Any]) -> Task[Any, Any]:
             name = options.get("name") or f"{func.__module__}.{func.__qualname__}"
             opts = build_options(self.default_queue, options)  # type: ignore[arg-type]
-            kind = AsyncTask if inspect.iscoroutinefunction(func) else Task
+            kind = (self.async_task_class if inspect.iscoroutinefunction(func)
+                    else self.task_class)
             made: Task[Any, Any] = kind(self, func, name, opts, bind)
             self.tasks[name] = made
             return made
@@ -338,6 +344,17 @@ class Conveyor:
 
         return periodic(self, schedule, cron, every, tz, name, catch_up, args, kwargs,
                         task_options)
+
+    def autodiscover_tasks(self, packages: Iterable[str] | None = None,
+                           related_name: str = "tasks") -> list[str]:
+        """Import ``<package>.tasks`` of each package (default: Django's installed apps, when
+        Django is set up) so their tasks register; returns the modules imported. A package
+        without such a module is passed over; an error inside one is raised. Called before
+        Django's apps are loaded it does nothing: the ``conveyor.contrib.django`` app config
+        discovers them when Django is ready."""
+        from .loader import autodiscover
+
+        return autodiscover(packages, related_name)
 
     def AsyncResult(self, task_id: str) -> AsyncResult[Any]:
         """A result handle for any task id."""

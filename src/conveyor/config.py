@@ -309,8 +309,11 @@ def from_object(source: object | str, namespace: str | None = None) -> dict[str,
     ``CONVEYOR_`` are read (the prefix removed), as Django settings modules hold many others.
     Other names are ignored, so a settings module may hold anything else.
     """
-    if isinstance(source, str):
-        source = importlib.import_module(source)
+    if isinstance(source, str):  # "pkg.module", or "pkg.module:attribute" (django.conf:settings)
+        module, _, attribute = source.partition(":")
+        source = importlib.import_module(module)
+        if attribute:
+            source = getattr(source, attribute)
     items = source.items() if isinstance(source, Mapping) else (
         (name, getattr(source, name)) for name in dir(source) if not name.startswith("_"))
     prefix = f"{namespace.upper()}_" if namespace else ""

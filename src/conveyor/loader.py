@@ -4,8 +4,10 @@ Celery users type it, ``-A package.module.attr``."""
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import os
 import sys
+from collections.abc import Iterable
 from types import ModuleType
 from typing import TYPE_CHECKING
 
@@ -66,3 +68,31 @@ def _app_in(module: ModuleType, attr: str, path: str) -> Conveyor:
         what = f"attribute {attr!r}" if attr else "a Conveyor app (or name it as module:attr)"
         raise ConfigurationError(f"-A {path}: module {module.__name__!r} has no {what}")
     return found
+
+
+def autodiscover(packages: Iterable[str] | None, related_name: str = "tasks") -> list[str]:
+    """Import ``package.<related_name>`` for each package that has one (default: the names of
+    Django's installed apps); returns the modules imported."""
+    names = list(packages) if packages is not None else _django_apps()
+    found: list[str] = []
+    for package in names:
+        module = f"{package}.{related_name}"
+        try:
+            spec = importlib.util.find_spec(module)
+        except ModuleNotFoundError:  # the package itself is missing
+            spec = None
+        if spec is not None:
+            importlib.import_module(module)
+            found.append(module)
+    return found
+
+
+def _django_apps() -> list[str]:
+    try:
+        from django.apps import apps
+    except ImportError:
+        raise ConfigurationError("autodiscover_tasks() without packages needs Django;"
+                                 " name the packages to search") from None
+    if not apps.apps_ready:  # called while Django starts (a project's conveyor.py imported
+        return []             # early): conveyor.contrib.django's AppConfig.ready() does it
+    return [config.name for config in apps.get_app_configs()]

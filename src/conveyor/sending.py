@@ -7,7 +7,8 @@ same transaction or round trip where the broker is the result backend.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import fnmatch
+from collections.abc import Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -48,9 +49,26 @@ def build_message(
     extra = call_options(time_limit=time_limit, soft_time_limit=soft_time_limit,
                          unique_key=unique_key, unique_for=unique_for)
     message = Message(id=task_id or new_id(), task=name, args=args, kwargs=kwargs,
-                      queue=queue or opts.queue, priority=prio, eta=when, expires=deadline,
-                      created=now, options={**extra, **(message_options or {})})
+                      queue=queue or routed(app, name, opts.queue), priority=prio, eta=when,
+                      expires=deadline, created=now, options={**extra, **(message_options or {})})
     return app.middleware.before_publish(app, message)
+
+
+def routed(app: Conveyor, name: str, declared: str) -> str:
+    """The queue of task ``name``: its own when it names one, else the first ``routes``
+    pattern (a glob of task names) that matches, else the default queue. A route's value is a
+    queue name or Celery's ``{"queue": name}``."""
+    routes = app.conf.routes
+    if not routes or declared != app.conf.default_queue:
+        return declared
+    for pattern, target in routes.items():
+        if fnmatch.fnmatchcase(name, pattern):
+            found = target.get("queue") if isinstance(target, Mapping) else target
+            if not isinstance(found, str) or not found:
+                raise ConfigurationError(f"routes[{pattern!r}]: expected a queue name or"
+                                         f" {{'queue': name}}, got {target!r}")
+            return found
+    return declared
 
 
 def call_options(*, time_limit: float | timedelta | None,

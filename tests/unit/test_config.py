@@ -61,8 +61,8 @@ def test_repr_masks_passwords() -> None:
     assert "hunter2" not in repr(conf)
 
 
-def test_the_guide_shows_the_table_as_generated() -> None:
+def test_the_configuration_page_shows_the_table_as_generated() -> None:
     from pathlib import Path
 
-    guide = Path(__file__).resolve().parents[2] / "docs" / "guide.md"
+    guide = Path(__file__).resolve().parents[2] / "docs" / "configuration.md"
     assert settings_table() in guide.read_text()

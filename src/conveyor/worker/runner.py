@@ -3,14 +3,51 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import contextvars
 import threading
+from collections.abc import Callable, Coroutine
+from contextlib import AbstractContextManager
 from typing import Any
 
 from ..handoff import Handoff
 from ..message import Message
 from ..task import Request, Task, set_request
 from .interrupt import Running, drive
+
+#: Context managers entered around a task's own call, in the thread (or the asyncio task) it runs
+#: in. Middleware add to it in ``around_run`` (see :func:`in_call`): Django's integration closes
+#: stale database connections there, Flask's pushes the application context. Empty by default,
+#: which costs one lookup per run.
+_in_call: contextvars.ContextVar[tuple[Callable[[], AbstractContextManager[Any]], ...]] = (
+    contextvars.ContextVar("conveyor_in_call", default=()))
+
+
+@contextlib.contextmanager
+def in_call(factory: Callable[[], AbstractContextManager[Any]]) -> Any:
+    """While this is entered (in ``around_run``, around ``await call()``), the task's own call
+    runs inside ``factory()``, in the thread or asyncio task that runs it."""
+    token = _in_call.set((*_in_call.get(), factory))
+    try:
+        yield
+    finally:
+        _in_call.reset(token)
+
+
+def _within(factories: tuple[Callable[[], AbstractContextManager[Any]], ...],
+            fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    with contextlib.ExitStack() as stack:
+        for factory in factories:
+            stack.enter_context(factory())
+        return fn(*args, **kwargs)
+
+
+async def _awithin(factories: tuple[Callable[[], AbstractContextManager[Any]], ...],
+                   coro: Coroutine[Any, Any, Any]) -> Any:
+    with contextlib.ExitStack() as stack:
+        for factory in factories:
+            stack.enter_context(factory())
+        return await coro
 
 
 class Runner:
@@ -31,8 +68,11 @@ class Runner:
         try:
             if task.is_async:
                 set_request(request)  # before the task is made: it copies this context
-                running.task = asyncio.ensure_future(
-                    drive(task.run(*message.args, **message.kwargs), running))
+                coro = task.run(*message.args, **message.kwargs)
+                factories = _in_call.get()
+                if factories:
+                    coro = _awithin(factories, coro)
+                running.task = asyncio.ensure_future(drive(coro, running))
                 running.future = running.task
             else:
                 running.future = self._in_thread(task, message, request, running)
@@ -44,11 +84,15 @@ class Runner:
                    running: Running) -> asyncio.Future[Any]:
         context = contextvars.copy_context()
         context.run(set_request, request)
+        factories = _in_call.get()
 
         def call() -> Any:
             with running.lock:
                 running.thread = threading.get_ident()
             try:
+                if factories:
+                    return context.run(_within, factories, task.run, *message.args,
+                                       **message.kwargs)
                 return context.run(task.run, *message.args, **message.kwargs)
             finally:  # a pool thread must not receive an exception meant for this call later
                 with running.lock:
