@@ -13,6 +13,7 @@ Hierarchy::
     │   └── UnknownTask           no task of that name is registered in the worker's app
     ├── BrokerError               a store failed
     │   ├── BrokerUnavailable     cannot connect; names the URL with its password masked
+    │   ├── PublishRefused        the broker did not take a message: nacked or unroutable
     │   └── LeaseLost             the lease passed to another consumer (a zombie's settle)
     ├── ResultError
     │   ├── ResultTimeout         ``get(timeout=...)`` ran out before the task finished
@@ -85,6 +86,11 @@ class BrokerError(ConveyorError):
 
 class BrokerUnavailable(BrokerError):
     """The store cannot be reached. The message names the URL with any password masked."""
+
+
+class PublishRefused(BrokerError):
+    """The broker answered a publish with a refusal: a negative confirm (nack), or the message
+    was returned as unroutable (no queue is bound where it was sent). Nothing was queued."""
 
 
 class LeaseLost(BrokerError):

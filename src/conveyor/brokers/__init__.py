@@ -1,7 +1,8 @@
 """Stores by URL scheme, opened by :func:`open_broker` and :func:`open_backend`.
 
 ``memory://`` (in-process test double), ``sqlite:///path.db`` (embedded default),
-``redis://``, ``rediss://`` and ``redis+sentinel://``. Each store module exposes
+``redis://``, ``rediss://``, ``redis+sentinel://``, and ``amqp://`` / ``amqps://`` (RabbitMQ, a
+broker only: results go to another store). Each store module exposes
 ``open_store(url, **options)``; its object is a :class:`Broker`, a :class:`ResultBackend` or
 both. A store module is imported only when its scheme is used, so optional drivers stay optional.
 """
@@ -76,9 +77,11 @@ _MODULES = {
     "redis": "conveyor.brokers.redis",
     "rediss": "conveyor.brokers.redis",
     "redis+sentinel": "conveyor.brokers.redis",
+    "amqp": "conveyor.brokers.amqp",
+    "amqps": "conveyor.brokers.amqp",
 }
 #: The package extra that brings a scheme's driver, where it is not named after the scheme.
-_EXTRAS = {"rediss": "redis", "redis+sentinel": "redis"}
+_EXTRAS = {"rediss": "redis", "redis+sentinel": "redis", "amqps": "amqp"}
 
 
 def open_store(url: str, **options: Any) -> Broker | ResultBackend:
