@@ -7,6 +7,7 @@ same transaction or round trip where the broker is the result backend.
 
 from __future__ import annotations
 
+import fnmatch
 from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
@@ -48,9 +49,22 @@ def build_message(
     extra = call_options(time_limit=time_limit, soft_time_limit=soft_time_limit,
                          unique_key=unique_key, unique_for=unique_for)
     message = Message(id=task_id or new_id(), task=name, args=args, kwargs=kwargs,
-                      queue=queue or opts.queue, priority=prio, eta=when, expires=deadline,
-                      created=now, options={**extra, **(message_options or {})})
+                      queue=queue or route(app, name) or opts.queue, priority=prio, eta=when,
+                      expires=deadline, created=now, options={**extra, **(message_options or {})})
     return app.middleware.before_publish(app, message)
+
+
+def route(app: Conveyor, name: str) -> str | None:
+    """The queue the app's ``routes`` give task ``name``: the first glob pattern that matches
+    (``{"shop.emails.*": "emails", "shop.cache.*": "fanout/cache"}``), in the order given."""
+    for pattern, where in app.conf.routes.items():
+        if fnmatch.fnmatchcase(name, pattern):
+            queue = where.get("queue") if isinstance(where, dict) else where
+            if not isinstance(queue, str) or not queue:
+                raise ConfigurationError(f"routes[{pattern!r}] must name a queue, got"
+                                         f" {where!r}")
+            return queue
+    return None
 
 
 def call_options(*, time_limit: float | timedelta | None,

@@ -21,20 +21,26 @@ from ...clock import Clock
 from ..base import DeadLetter, Envelope
 from . import delays, publishing, topology
 from .connection import Client, driver_errors
-from .publishing import ATTEMPT, FAILED_AT, REASON, Outgoing
+from .publishing import ATTEMPT, ETA, FAILED_AT, REASON, Outgoing
 
 
 async def count(client: Client, queue: str) -> int:
-    """Messages ready in ``queue``; 0 when it does not exist (the probe's channel then closes,
-    so each probe takes a channel of its own)."""
+    """Messages ready in ``queue``; 0 when it does not exist."""
+    return (await declared(client, queue))[0]
+
+
+async def declared(client: Client, queue: str) -> tuple[int, int]:
+    """Ready messages and consumers of ``queue`` by a passive declare; (0, 0) when it does
+    not exist (the probe's channel then closes, so each probe takes a channel of its own)."""
     channel = await client.channel()
     try:
         raw = await channel.get_underlay_channel()
         with driver_errors(client.options, f"count {queue!r}"):
-            ok = await raw.queue_declare(queue, passive=True)
-        return int(ok.message_count or 0)
-    except aiormq.exceptions.ChannelNotFoundEntity:
-        return 0
+            try:
+                ok = await raw.queue_declare(queue, passive=True)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                return 0, 0
+        return int(ok.message_count or 0), int(ok.consumer_count or 0)
     finally:
         with contextlib.suppress(Exception):
             await channel.close()
@@ -77,10 +83,11 @@ async def _purge_one(client: Client, name: str) -> int:
     try:
         raw = await channel.get_underlay_channel()
         with driver_errors(client.options, f"purge {name!r}"):
-            ok = await raw.queue_purge(name)
+            try:
+                ok = await raw.queue_purge(name)
+            except aiormq.exceptions.ChannelNotFoundEntity:
+                return 0
         return int(ok.message_count or 0)
-    except aiormq.exceptions.ChannelNotFoundEntity:
-        return 0
     finally:
         with contextlib.suppress(Exception):
             await channel.close()
@@ -99,6 +106,27 @@ async def browse(client: Client, queue: str, physical: str, limit: int
     return found
 
 
+async def scheduled(client: Client, queue: str, physical: str, limit: int) -> list[Envelope]:
+    """The delayed messages of ``queue`` by ETA: every level browsed, each given back."""
+    if not await _has_levels(client, physical):
+        return []
+    found: list[Envelope] = []
+    async with _getter(client) as raw:
+        for level in range(delays.LEVELS):
+            name = topology.level_queue(physical, level)
+            while (message := await _get(client, raw, name)) is not None:
+                found.append(_envelope(queue, message))
+    return sorted(found, key=lambda e: e.eta or 0.0)[:limit]
+
+
+def _envelope(queue: str, message: aiormq.abc.DeliveredMessage) -> Envelope:
+    props = message.header.properties
+    when = (props.headers or {}).get(ETA)
+    return Envelope(str(props.message_id or ""), queue, message.body,
+                    str(props.content_type or "application/json"), props.priority or 0,
+                    when / 1000.0 if isinstance(when, int) else None)
+
+
 async def replay(client: Client, clock: Clock, queue: str, physical: str,
                  ids: set[str] | None) -> int:
     """Send dead letters of ``queue`` (those of ``ids``, or all) back to it, each once."""
@@ -111,7 +139,7 @@ async def replay(client: Client, clock: Clock, queue: str, physical: str,
             headers = dict(message.header.properties.headers or {})
             await publishing.publish(client, clock, [Outgoing(
                 dead.envelope, _int(headers.get(ATTEMPT)), 0, {}, physical)])
-            await raw.basic_ack(int(message.delivery.delivery_tag))  # type: ignore[union-attr]
+            await raw.basic_ack(int(getattr(message.delivery, "delivery_tag", 0) or 0))
             replayed += 1
     return replayed
 
@@ -129,11 +157,11 @@ async def _getter(client: Client) -> Any:
 
 async def _get(client: Client, raw: aiormq.abc.AbstractChannel,
                queue: str) -> aiormq.abc.DeliveredMessage | None:
-    try:
-        with driver_errors(client.options, f"read {queue!r}"):
+    with driver_errors(client.options, f"read {queue!r}"):
+        try:
             message = await raw.basic_get(queue, no_ack=False)
-    except aiormq.exceptions.ChannelNotFoundEntity:
-        return None
+        except aiormq.exceptions.ChannelNotFoundEntity:
+            return None
     return None if isinstance(message.delivery, Basic.GetEmpty) else message
 
 

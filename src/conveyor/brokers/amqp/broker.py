@@ -44,7 +44,7 @@ class AmqpBroker(Broker, QueueAdmin, DeadLetterAdmin):
             weakref.WeakKeyDictionary())
         self._bridge = LoopThread("conveyor-amqp")
         self._consumers: weakref.WeakSet[AmqpConsumer] = weakref.WeakSet()
-        self._known: dict[str, None] = {}
+        self._known: dict[str, None] = {"default": None}  # more as they are used
 
     def __repr__(self) -> str:
         return f"<AmqpBroker {self.url}>"
@@ -96,7 +96,7 @@ class AmqpBroker(Broker, QueueAdmin, DeadLetterAdmin):
 
     # -- queue admin ----------------------------------------------------------------------
     def _physical(self, queue: str) -> str:
-        return self.options.prefix + queue
+        return self.options.prefix + target(queue).queue
 
     def stats(self, queue: str) -> QueueStats:
         return self._sync(self.astats(queue))
@@ -108,23 +108,31 @@ class AmqpBroker(Broker, QueueAdmin, DeadLetterAdmin):
                           await admin.delayed(client, physical),
                           await admin.count(client, f"{physical}.dead"))
 
-    def queues(self) -> list[str]:
-        """The queues this process published to or consumed (RabbitMQ lists queues only
-        through its management plugin), those that exist."""
-        return [q for q in self._known if target(q).direct and self._exists(q)]
+    def consumers(self, queue: str) -> int:
+        """How many consumers read ``queue`` now (from a passive declare)."""
+        async def run() -> int:
+            return (await admin.declared(await self.client(), self._physical(queue)))[1]
+        return self._sync(run())
 
-    def _exists(self, queue: str) -> bool:
-        stats = self.stats(queue)
-        return bool(stats.ready or stats.in_flight or stats.delayed or stats.dead) or True
+    def queues(self) -> list[str]:
+        """``default`` and the queues this process published to or consumed: RabbitMQ lists
+        queues only through its management plugin."""
+        return [q for q in self._known if target(q).kind != "fanout"]
 
     def purge(self, queue: str) -> int:
         async def run() -> int:
             return await admin.purge(await self.client(), self._physical(queue))
         return self._sync(run())
 
+    def scheduled(self, queue: str, limit: int = 100) -> list[Envelope]:
+        async def run() -> list[Envelope]:
+            return await admin.scheduled(await self.client(), queue, self._physical(queue),
+                                         limit)
+        return self._sync(run())
+
     # -- dead letters ---------------------------------------------------------------------
     def _dead_queues(self, queue: str | None) -> list[str]:
-        return [queue] if queue is not None else [q for q in self._known if target(q).direct]
+        return [queue] if queue is not None else self.queues()
 
     def dead_letters(self, queue: str | None = None, limit: int = 100) -> list[DeadLetter]:
         async def run() -> list[DeadLetter]:

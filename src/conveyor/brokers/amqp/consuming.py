@@ -65,6 +65,7 @@ class AmqpConsumer(Consumer):
         self._wake = asyncio.Event()
         self._closed = False
         self.held: set[AmqpDelivery] = set()
+        self._closer: asyncio.Future[None] | None = None
 
     async def __anext__(self) -> Delivery:
         while not self._closed:
@@ -187,7 +188,7 @@ class AmqpConsumer(Consumer):
     def settled(self, delivery: AmqpDelivery) -> None:
         self.held.discard(delivery)
         if self._closed and not self.held:
-            asyncio.ensure_future(self._close_channel())
+            self._closer = asyncio.ensure_future(self._close_channel())
 
     async def close(self) -> None:
         """Stop the subscriptions, give back prefetched messages, keep the channel open until
@@ -245,7 +246,7 @@ async def _consumed_queue(client: Client, channel: aiormq.abc.AbstractChannel,
         done.set_result(None)
         client.declared[("queue", physical)] = done
     else:
-        physical = prefix + name
+        physical = prefix + where.queue
         await topology.work_queue(client, physical)
     await channel.queue_bind(physical, prefix + where.exchange, routing_key=where.key)
     return physical
@@ -336,7 +337,7 @@ def _keep(headers: dict[str, Any]) -> dict[str, Any]:
 
 
 def _tag(message: aiormq.abc.DeliveredMessage) -> int:
-    return int(message.delivery.delivery_tag)  # type: ignore[union-attr]
+    return int(getattr(message.delivery, "delivery_tag", 0) or 0)
 
 
 def _int(value: object) -> int:

@@ -24,7 +24,7 @@ import hashlib
 import math
 
 LEVELS = 32
-MAX_DELAY_MS = 2**LEVELS - 1
+MAX_DELAY_MS: int = (1 << LEVELS) - 1
 
 
 def delay_ms(seconds: float) -> int:
