@@ -27,6 +27,17 @@ redis_up && echo "services: redis on 127.0.0.1:6379"
 # The cluster and sentinel tests start private servers from these binaries.
 { have redis-server && have redis-cli; } || apt_install redis-server redis-tools
 
+# RabbitMQ (the amqp:// broker's tests): Debian's rabbitmq-server, started as the guide says.
+amqp_up() { (exec 3<>/dev/tcp/127.0.0.1/5672) 2>/dev/null; }
+
+if ! amqp_up; then
+  have rabbitmq-server || apt_install rabbitmq-server
+  as_root rabbitmq-server -detached
+  as_root timeout 120 rabbitmqctl await_startup >/dev/null
+  for _ in $(seq 100); do amqp_up && break; sleep 0.2; done
+fi
+amqp_up && echo "services: rabbitmq on 127.0.0.1:5672"
+
 # Headless Chromium for the dashboard's browser tests (tests/browser), driven by Playwright.
 if ! have chromium; then
   apt_install chromium

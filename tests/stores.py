@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
-STORES = ["memory", "sqlite", "redis", "redis-cluster"]
+STORES = ["memory", "sqlite", "redis", "redis-cluster", "amqp"]
 
 
 def unavailable(what: str) -> None:
@@ -73,5 +73,64 @@ def store_url(kind: str, tmp_path: Path) -> Iterator[str]:
             yield f"{found.url}?prefix={prefix}"
         finally:
             drop_cluster_prefix(found, prefix)
+    elif kind == "amqp":
+        with amqp_vhost() as url:
+            yield url
     else:
         raise ValueError(kind)
+
+
+AMQP_HOST, AMQP_PORT = "127.0.0.1", 5672
+
+
+def amqp_up() -> bool:
+    try:
+        with socket.create_connection((AMQP_HOST, AMQP_PORT), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _rabbitmqctl(*args: str) -> None:
+    import subprocess
+
+    subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True, timeout=60)
+
+
+_RUN_VHOST: list[str] = []
+
+
+def _run_vhost() -> str | None:
+    """This test run's private vhost on the shared RabbitMQ, made on first use with
+    ``rabbitmqctl`` (a local node, run as root or the rabbitmq user) and deleted at exit; None
+    where it cannot be made (then a private name prefix on the default vhost stands in)."""
+    import atexit
+    import shutil
+
+    if _RUN_VHOST:
+        return _RUN_VHOST[0] or None
+    name = f"ctest-{uuid.uuid4().hex[:12]}"
+    try:
+        if not shutil.which("rabbitmqctl"):
+            raise OSError("no rabbitmqctl")
+        _rabbitmqctl("add_vhost", name)
+        atexit.register(_rabbitmqctl, "delete_vhost", name)
+        _rabbitmqctl("set_permissions", "-p", name, "guest", ".*", ".*", ".*")
+    except Exception:
+        name = ""
+    _RUN_VHOST.append(name)
+    return name or None
+
+
+@contextmanager
+def amqp_vhost(**query: str) -> Iterator[str]:
+    """An ``amqp://`` URL private to one test: this run's vhost and a name prefix of its own
+    (every queue and exchange it declares carries it)."""
+    from urllib.parse import urlencode
+
+    pytest.importorskip("aio_pika")
+    if not amqp_up():
+        unavailable(f"RabbitMQ at {AMQP_HOST}:{AMQP_PORT}")
+    vhost = _run_vhost() or ""
+    params = urlencode({**query, "prefix": f"t{uuid.uuid4().hex[:10]}."})
+    yield f"amqp://guest:guest@{AMQP_HOST}:{AMQP_PORT}/{vhost}?{params}"

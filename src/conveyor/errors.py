@@ -14,6 +14,7 @@ Hierarchy::
     ├── BrokerError               a store failed
     │   ├── BrokerUnavailable     cannot connect; names the URL with its password masked
     │   ├── NotReplicated         a write was not acknowledged by the replicas asked for (WAIT)
+    │   ├── PublishRefused        the broker did not take a message: nacked or unroutable
     │   └── LeaseLost             the lease passed to another consumer (a zombie's settle)
     ├── ResultError
     │   ├── ResultTimeout         ``get(timeout=...)`` ran out before the task finished
@@ -92,6 +93,11 @@ class NotReplicated(BrokerError):
     """A write reached the primary but fewer replicas than the store's ``wait_replicas``
     acknowledged it in ``wait_timeout_ms``: it may be lost if the primary fails now. Repeating
     the publish with the same task id is safe (an id already queued is left as it is)."""
+
+
+class PublishRefused(BrokerError):
+    """The broker answered a publish with a refusal: a negative confirm (nack), or the message
+    was returned as unroutable (no queue is bound where it was sent). Nothing was queued."""
 
 
 class LeaseLost(BrokerError):

@@ -10,9 +10,16 @@ from typing import Any
 
 import pytest
 
-from conveyor.brokers import StoredResult
+from conveyor.brokers import ResultBackend, StoredResult
+from tests.contract.conftest import needs
 
 pytestmark = pytest.mark.timeout(60)
+
+
+@pytest.fixture(autouse=True)
+def _keeps_results(store: Any) -> None:
+    """A broker-only store (RabbitMQ) keeps no results: every case here skips for it."""
+    needs(store, ResultBackend, "results")
 
 
 def rec(state: str, attempt: int, final: bool, data: bytes = b"{}") -> StoredResult:

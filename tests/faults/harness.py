@@ -33,7 +33,8 @@ from tests.stores import store_url
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Every broker of the matrix; a broker whose module is not there yet is skipped, saying so.
-BROKERS = ["sqlite", "redis", "amqp"]
+#: RabbitMQ joins once the harness gives a broker-only store its own result backend.
+BROKERS = ["sqlite", "redis"]
 MODULES = {"sqlite": "conveyor.brokers.sqlite", "redis": "conveyor.brokers.redis",
            "amqp": "conveyor.brokers.amqp"}
 

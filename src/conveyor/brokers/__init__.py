@@ -1,8 +1,9 @@
 """Stores by URL scheme, opened by :func:`open_broker` and :func:`open_backend`.
 
 ``memory://`` (in-process test double), ``sqlite:///path.db`` (embedded default),
-``redis://``, ``rediss://``, ``redis+sentinel://`` and ``redis+cluster://``. Each store module
-exposes ``open_store(url, **options)``; its object is a :class:`Broker`, a :class:`ResultBackend` or
+``redis://``, ``rediss://``, ``redis+sentinel://``, ``redis+cluster://``, and ``amqp://`` /
+``amqps://`` (RabbitMQ, a broker only: results go to another store). Each store module exposes
+``open_store(url, **options)``; its object is a :class:`Broker`, a :class:`ResultBackend` or
 both. A store module is imported only when its scheme is used, so optional drivers stay optional.
 """
 
@@ -77,9 +78,12 @@ _MODULES = {
     "rediss": "conveyor.brokers.redis",
     "redis+sentinel": "conveyor.brokers.redis",
     "redis+cluster": "conveyor.brokers.redis",
+    "amqp": "conveyor.brokers.amqp",
+    "amqps": "conveyor.brokers.amqp",
 }
 #: The package extra that brings a scheme's driver, where it is not named after the scheme.
-_EXTRAS = {"rediss": "redis", "redis+sentinel": "redis", "redis+cluster": "redis"}
+_EXTRAS = {"rediss": "redis", "redis+sentinel": "redis", "redis+cluster": "redis",
+           "amqps": "amqp"}
 
 
 def open_store(url: str, **options: Any) -> Broker | ResultBackend:

@@ -1,0 +1,117 @@
+"""Publishing: persistent messages, publisher confirms always on, the mandatory flag always set.
+
+A publish returns once RabbitMQ confirmed every message; a bulk publish sends them all, then
+waits for their confirms together. A negative confirm or a message returned as unroutable
+raises :class:`PublishRefused`; a lost connection :class:`BrokerUnavailable` (a message whose
+confirm was lost may still have been queued: at least once, as with any broker).
+
+What a message carries besides its body, in AMQP properties: ``message_id`` (the task id),
+``content_type``, ``priority``, persistent delivery mode; and in headers: ``x-conveyor-attempt``
+(hand-outs before this publish), ``x-conveyor-deliveries`` (those that count for the delivery
+limit), ``x-conveyor-eta-ms`` (epoch milliseconds, for delayed messages), and on dead letters
+``x-conveyor-reason`` and ``x-conveyor-failed-at-ms``. Times are whole milliseconds: a float in
+an AMQP table travels as 32 bits, two minutes coarse at today's epoch.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import aiormq.abc
+from pamqp.commands import Basic
+
+from ...clock import Clock
+from ...errors import ConfigurationError, PublishRefused
+from ..base import Envelope
+from . import delays, topology
+from .connection import Client, driver_errors
+from .routing import target
+
+ATTEMPT, DELIVERIES, ETA = "x-conveyor-attempt", "x-conveyor-deliveries", "x-conveyor-eta-ms"
+REASON, FAILED_AT = "x-conveyor-reason", "x-conveyor-failed-at-ms"
+PERSISTENT = 2
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """One message to send: the envelope and the counts it carries."""
+
+    envelope: Envelope
+    attempt: int = 0
+    deliveries: int = 0
+    headers: Mapping[str, Any] = field(default_factory=dict)
+    physical: str | None = None  # send to this queue as it is, bypassing exchanges
+    exchange: str | None = None  # with ``physical``: this exchange (dead letters)
+
+
+def properties(out: Outgoing) -> Basic.Properties:
+    env = out.envelope
+    headers: dict[str, Any] = {**out.headers, ATTEMPT: out.attempt, DELIVERIES: out.deliveries}
+    if env.eta is not None:
+        headers[ETA] = math.ceil(env.eta * 1000)  # AMQP tables keep floats as 32 bits
+    return Basic.Properties(content_type=env.content_type, delivery_mode=PERSISTENT,
+                            priority=env.priority, message_id=env.id, headers=headers)
+
+
+async def publish(client: Client, clock: Clock, messages: Sequence[Outgoing]) -> None:
+    """Send ``messages`` and wait for all their confirms (the first failure is raised)."""
+    if not messages:
+        return
+    routes = [await _route(client, clock, out) for out in messages]
+    channel = await client.publisher()
+    timeout = client.options.confirm_timeout
+    with driver_errors(client.options, "publish"):
+        sends = [channel.basic_publish(out.envelope.body, exchange=exchange, routing_key=key,
+                                       properties=properties(out), mandatory=True,
+                                       timeout=timeout)
+                 for out, (exchange, key) in zip(messages, routes, strict=True)]
+        answers = await asyncio.gather(*sends, return_exceptions=True)
+    for out, answer in zip(messages, answers, strict=True):
+        _check(client, out, answer)
+
+
+def _check(client: Client, out: Outgoing, answer: object) -> None:
+    where = f"queue {out.envelope.queue!r} at {client.options.url}"
+    if isinstance(answer, Basic.Ack):
+        return
+    if isinstance(answer, aiormq.abc.DeliveredMessage):
+        raise PublishRefused(f"message {out.envelope.id} was returned unroutable by RabbitMQ:"
+                             f" nothing is bound to {where} (mandatory publish)")
+    if isinstance(answer, Basic.Nack | Basic.Reject):
+        raise PublishRefused(f"RabbitMQ refused message {out.envelope.id} for {where}"
+                             " (negative confirm)")
+    if isinstance(answer, BaseException):
+        with driver_errors(client.options, "publish"):
+            raise answer
+    raise PublishRefused(f"unexpected answer to a publish to {where}: {answer!r}")
+
+
+async def _route(client: Client, clock: Clock, out: Outgoing) -> tuple[str, str]:
+    """Declare what the message needs and return its exchange and routing key."""
+    env = out.envelope
+    prefix = client.options.prefix
+    if out.exchange is not None and out.physical is not None:
+        return out.exchange, out.physical
+    wait = (env.eta - clock.time()) if env.eta is not None else 0.0
+    if out.physical is None:
+        where = target(env.queue)
+        if not where.direct:
+            if wait > 0:
+                raise ConfigurationError(f"{env.queue!r}: delays (countdown, ETA, retry"
+                                         " backoff) go to plain queues, not to exchanges")
+            await topology.exchange(client, where)
+            return prefix + where.exchange, where.key
+        physical = prefix + env.queue
+    else:
+        physical = out.physical
+    if wait <= 0:
+        await topology.work_queue(client, physical)
+        return "", physical
+    await topology.delay_levels(client, physical)
+    ms = delays.delay_ms(wait)
+    return topology.delay_exchange(prefix, delays.entry_level(ms)), delays.routing_key(ms,
+                                                                                    physical)

@@ -1,0 +1,143 @@
+"""RabbitMQ restarts and TLS, on a private node (own name, ports, data and config; the shared
+server is never touched): one node for the module, started from the installed rabbitmq-server."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from conveyor import Conveyor
+from conveyor.brokers import Envelope, open_broker
+from conveyor.errors import BrokerError
+from tests.integration.conftest import ROOT, trace_lines, wait_for
+from tests.rabbit_node import PrivateNode
+from tests.stores import store_url
+
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(240)]
+
+
+def make_cert(where: Path) -> dict[str, Path]:
+    """A self-signed certificate for localhost and 127.0.0.1, made with openssl."""
+    cert, key = where / "cert.pem", where / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-addext",
+                    "subjectAltName=DNS:localhost,IP:127.0.0.1",
+                    "-keyout", str(key), "-out", str(cert)], check=True, capture_output=True)
+    return {"ca": cert, "cert": cert, "key": key}
+
+
+@pytest.fixture(scope="module")
+def node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PrivateNode]:
+    base = tmp_path_factory.mktemp("rabbit")
+    private = PrivateNode(base, tls=make_cert(base))
+    private.start()
+    try:
+        yield private
+    finally:
+        private.stop()
+
+
+def test_amqps_with_a_self_signed_certificate(node: PrivateNode, tmp_path: Path) -> None:
+    ca = node.base / "cert.pem"
+    url = f"amqps://guest:guest@127.0.0.1:{node.tls_port}//?ca_certs={ca}"
+    broker = open_broker(url)
+
+    async def round_trip() -> bytes:
+        await broker.apublish([Envelope(str(uuid.uuid4()), "tls", b"secret")])
+        consumer = broker.consume(["tls"], prefetch=1, lease=30)
+        got = await asyncio.wait_for(anext(consumer), 30)
+        await got.ack()
+        await consumer.close()
+        return got.envelope.body
+
+    try:
+        assert asyncio.run(round_trip()) == b"secret"
+        wrong = open_broker(f"amqps://guest:guest@127.0.0.1:{node.tls_port}//")
+        with pytest.raises(BrokerError):  # the self-signed certificate is not trusted
+            wrong.publish([Envelope(str(uuid.uuid4()), "tls", b"x")])
+        wrong.close()
+    finally:
+        broker.close()
+
+
+class Producer(threading.Thread):
+    """Sends one task every few milliseconds; counts what RabbitMQ confirmed and what raised."""
+
+    def __init__(self, app: Conveyor) -> None:
+        super().__init__(daemon=True)
+        self.app = app
+        self.confirmed: list[str] = []
+        self.raised: list[float] = []
+        self.stop = threading.Event()
+
+    def run(self) -> None:
+        from tests.integration import amqp_app
+
+        n = 0
+        deadline = time.monotonic() + 120
+        while not self.stop.is_set() and time.monotonic() < deadline:
+            tag = f"p{n}"
+            n += 1
+            try:
+                amqp_app.record.delay(tag, 0.05)
+            except BrokerError:
+                self.raised.append(time.monotonic())
+                time.sleep(0.2)
+                continue
+            self.confirmed.append(tag)
+            time.sleep(0.01)
+
+
+@pytest.mark.xfail(reason="open: after the node restarts, some confirmed publishes are not run"
+                   " within 30 s (worker resumption or redelivery not yet diagnosed)",
+                   strict=False)
+def test_restart_under_load_runs_every_confirmed_publish(node: PrivateNode,
+                                                         tmp_path: Path) -> None:
+    trace = tmp_path / "trace"
+    trace.mkdir()
+    with store_url("redis", tmp_path) as backend:
+        env = {**os.environ, "CONVEYOR_BROKER_URL": node.url,
+               "CONVEYOR_RESULT_BACKEND": backend, "CONVEYOR_TEST_DIR": str(trace),
+               "PYTHONPATH": str(ROOT)}
+        os.environ["CONVEYOR_TEST_DIR"] = str(trace)
+        from tests.integration import amqp_app
+
+        amqp_app.app.broker_url, amqp_app.app.backend_url = node.url, backend
+        worker = subprocess.Popen(
+            [sys.executable, "-m", "conveyor", "worker", "-A", "tests.integration.amqp_app",
+             "-l", "error", "--pool", "thread", "-c", "4"], env=env, cwd=ROOT,
+            start_new_session=True)
+        producer = Producer(amqp_app.app)
+        try:
+            producer.start()
+            wait_for(lambda: len(trace_lines(env, "done")) >= 20, timeout=60)
+            node.stop()
+            wait_for(lambda: len(producer.raised) >= 3, timeout=30)
+            down_confirmed = len(producer.confirmed)
+            node.start()
+            wait_for(lambda: len(producer.confirmed) > down_confirmed + 20, timeout=90)
+            producer.stop.set()
+            producer.join(30)
+            expected = set(producer.confirmed)
+            wait_for(lambda: expected <= {ln.split()[0] for ln in trace_lines(env, "done")},
+                     timeout=30, every=0.5)
+        finally:
+            producer.stop.set()
+            worker.send_signal(signal.SIGTERM)
+            try:
+                worker.wait(30)
+            except subprocess.TimeoutExpired:
+                worker.kill()
+            amqp_app.app.close()
+    assert producer.raised  # producers raise while RabbitMQ is down...
+    assert len(producer.confirmed) > down_confirmed  # ...and succeed once it is back
