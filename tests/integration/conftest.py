@@ -73,8 +73,11 @@ class Workers:
         env = dict(self.env)
         if lease is not None:
             env["CONVEYOR_TEST_LEASE"] = str(lease)
-        argv = [sys.executable, "-m", "conveyor", "worker", "-A", "tests.integration.taskapp",
-                "-l", "warning", *args]
+        return self.spawn(["-A", "tests.integration.taskapp", *args], env)
+
+    def spawn(self, args: list[str], env: dict[str, str]) -> subprocess.Popen[bytes]:
+        """``conveyor worker ARGS`` in a session of its own, stopped with the test."""
+        argv = [sys.executable, "-m", "conveyor", "worker", "-l", "warning", *args]
         proc = subprocess.Popen(argv, env=env, cwd=ROOT, start_new_session=True)
         self.procs.append(proc)
         return proc

@@ -17,6 +17,7 @@ from conveyor import Conveyor, State
 from conveyor.brokers import Envelope
 from conveyor.errors import PublishRefused
 from tests.integration.conftest import ROOT, trace_lines, wait_for
+from tests.integration.conftest import Workers as BaseWorkers
 from tests.stores import amqp_vhost, store_url
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
@@ -43,29 +44,12 @@ def app(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Convey
     amqp_app.app.close()
 
 
-class Workers:
-    def __init__(self, env: dict[str, str]) -> None:
-        self.env = env
-        self.procs: list[subprocess.Popen[bytes]] = []
+class Workers(BaseWorkers):
+    """Workers of the RabbitMQ test app, on threads, each with a tag its tasks report."""
 
-    def start(self, *args: str, tag: str = "w") -> subprocess.Popen[bytes]:
-        argv = [sys.executable, "-m", "conveyor", "worker", "-A", "tests.integration.amqp_app",
-                "-l", "warning", "--pool", "thread", *args]
-        proc = subprocess.Popen(argv, env={**self.env, "WORKER_TAG": tag}, cwd=ROOT,
-                                start_new_session=True)
-        self.procs.append(proc)
-        return proc
-
-    def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:
-                proc.send_signal(signal.SIGTERM)
-        for proc in self.procs:
-            try:
-                proc.wait(20)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
+    def start(self, *args: str, tag: str = "w") -> subprocess.Popen[bytes]:  # type: ignore[override]
+        return self.spawn(["-A", "tests.integration.amqp_app", "--pool", "thread", *args],
+                          {**self.env, "WORKER_TAG": tag})
 
 
 @pytest.fixture
