@@ -16,9 +16,11 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import redis
 
+from conveyor.errors import BrokerError
 from tests.stores import unavailable
 
 
@@ -286,3 +288,16 @@ def _end_all() -> None:
         if proc.poll() is None:
             proc.kill()
             proc.wait(10)
+
+
+def first_success(send: Any, deadline: float) -> tuple[Any, int]:
+    """Call ``send`` until it returns (BrokerError meanwhile); its result and failures."""
+    failures = 0
+    while True:
+        try:
+            return send(), failures
+        except BrokerError:
+            failures += 1
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)

@@ -24,7 +24,7 @@ from conveyor.brokers import Envelope, open_store
 from conveyor.brokers import redis_scripts as lua
 from conveyor.errors import BrokerError, BrokerUnavailable, ConfigurationError, NotReplicated
 from tests.integration.conftest import wait_for
-from tests.redis_servers import Cluster, drop_cluster_prefix, session_cluster
+from tests.redis_servers import Cluster, drop_cluster_prefix, first_success, session_cluster
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -155,19 +155,6 @@ def queues_on(cluster: Cluster, prefix: str, port: int, count: int) -> list[str]
              if cluster.master_of(lua.queue_keys(prefix, q)["body"]).port == port]
     assert len(found) >= count
     return found[:count]
-
-
-def first_success(send: Any, deadline: float) -> tuple[Any, int]:
-    """Call ``send`` until it returns (BrokerError meanwhile); its result and failures."""
-    failures = 0
-    while True:
-        try:
-            return send(), failures
-        except BrokerError:
-            failures += 1
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 FAILOVER_PREFIX = "failover"

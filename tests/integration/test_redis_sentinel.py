@@ -15,9 +15,8 @@ from typing import Any
 import pytest
 
 from conveyor import Conveyor
-from conveyor.errors import BrokerError
 from tests.integration.conftest import wait_for
-from tests.redis_servers import Sentinels
+from tests.redis_servers import Sentinels, first_success
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(180)]
 
@@ -31,19 +30,6 @@ def sentinels() -> Iterator[Sentinels]:
 @pytest.fixture
 def broker_url(sentinels: Sentinels) -> str:
     return f"{sentinels.url}?prefix=stest-{uuid.uuid4().hex[:8]}"
-
-
-def first_success(send: Any, deadline: float) -> tuple[Any, int]:
-    """Call ``send`` until it returns (BrokerError meanwhile); its result and failures."""
-    failures = 0
-    while True:
-        try:
-            return send(), failures
-        except BrokerError:
-            failures += 1
-            if time.monotonic() > deadline:
-                raise
-            time.sleep(0.05)
 
 
 def test_workers_and_producers_follow_a_sentinel_failover(
