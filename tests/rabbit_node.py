@@ -76,9 +76,9 @@ class PrivateNode:
                 "RABBITMQ_PID_FILE": str(base / "pid")}
 
     def start(self, timeout: float = 90.0) -> None:
-        log = open(self.base / "server.out", "ab")  # noqa: SIM115 - the child keeps it
-        self.proc = subprocess.Popen([SERVER], env=self._env(), stdout=log, stderr=log,
-                                     start_new_session=True)
+        with open(self.base / "server.out", "ab") as log:  # the child keeps its own copy
+            self.proc = subprocess.Popen([SERVER], env=self._env(), stdout=log, stderr=log,
+                                         start_new_session=True)
         deadline = time.monotonic() + timeout
         while not port_open(self.port):
             if self.proc.poll() is not None or time.monotonic() > deadline:

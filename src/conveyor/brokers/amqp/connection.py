@@ -63,6 +63,16 @@ def driver_errors(options: AmqpOptions, doing: str) -> Iterator[None]:
                                 f" {safe_text(options, exc)}") from None
 
 
+def alive(connection: AbstractConnection) -> bool:
+    """Whether ``connection`` can still carry frames. aio-pika's ``is_closed`` turns true only
+    when *we* close it: a connection RabbitMQ closed (a restart, ``CONNECTION_FORCED``) or the
+    network dropped only clears ``connected`` and closes the underlying aiormq connection."""
+    if connection.is_closed or not connection.connected.is_set():
+        return False
+    transport = getattr(connection, "transport", None)
+    return transport is not None and not transport.connection.is_closed
+
+
 class Client:
     """The connection of one event loop, its confirming publish channel, and what it declared
     (topology is declared once per connection; RabbitMQ keeps durable declarations anyway)."""
@@ -78,10 +88,11 @@ class Client:
     async def connection(self) -> AbstractConnection:
         """The open connection, made now if there is none (BrokerUnavailable if it fails)."""
         current = self._connection
-        if current is not None and not current.is_closed:
+        if current is not None and alive(current):
             return current
         async with self._lock:
-            if self._connection is None or self._connection.is_closed:
+            if self._connection is None or not alive(self._connection):
+                await self._discard()
                 self._connection = await self._connect()
                 self._publisher = None
                 self.declared = {}
@@ -114,7 +125,14 @@ class Client:
         return self._publisher
 
     def _stale(self) -> bool:
-        return self._connection is None or self._connection.is_closed
+        return self._connection is None or not alive(self._connection)
+
+    async def _discard(self) -> None:
+        """Let go of a connection that dropped (its transport may still need closing)."""
+        dead, self._connection = self._connection, None
+        if dead is not None:
+            with contextlib.suppress(Exception):
+                await dead.close()
 
     async def close(self) -> None:
         connection, self._connection = self._connection, None
