@@ -267,13 +267,14 @@ class Conveyor:
         time_limit: float | timedelta | None = None,
         soft_time_limit: float | timedelta | None = None, unique_key: str | None = None,
         unique_for: float | timedelta | None = None,
-        message_options: dict[str, Any] | None = None,
+        message_options: dict[str, Any] | None = None, routing_key: str | None = None,
     ) -> Message:
         """A message for task ``name`` with per-call options over the task's defaults;
         ``message_options`` travel in the message (workflow links, see :mod:`conveyor.canvas`)."""
         return sending.build_message(self, name, options, args, kwargs, countdown=countdown,
                                      eta=eta, expires=expires, priority=priority, queue=queue,
-                                     task_id=task_id, time_limit=time_limit,
+                                     routing_key=routing_key, task_id=task_id,
+                                     time_limit=time_limit,
                                      soft_time_limit=soft_time_limit, unique_key=unique_key,
                                      unique_for=unique_for, message_options=message_options)
 

@@ -18,6 +18,7 @@ from .errors import ConfigurationError, PayloadTooLarge, SerializationError
 from .message import Message, new_id
 from .middleware.base import is_duplicate
 from .options import TaskOptions, seconds
+from .routingkeys import keyed
 from .states import State
 
 if TYPE_CHECKING:
@@ -30,8 +31,8 @@ def build_message(
     app: Conveyor, name: str, options: TaskOptions | None, args: tuple[Any, ...],
     kwargs: dict[str, Any], *, countdown: float | None = None,
     eta: datetime | float | None = None, expires: datetime | float | None = None,
-    priority: int | None = None, queue: str | None = None, task_id: str | None = None,
-    time_limit: float | timedelta | None = None,
+    priority: int | None = None, queue: str | None = None, routing_key: str | None = None,
+    task_id: str | None = None, time_limit: float | timedelta | None = None,
     soft_time_limit: float | timedelta | None = None, unique_key: str | None = None,
     unique_for: float | timedelta | None = None,
     message_options: dict[str, Any] | None = None,
@@ -49,7 +50,9 @@ def build_message(
     extra = call_options(time_limit=time_limit, soft_time_limit=soft_time_limit,
                          unique_key=unique_key, unique_for=unique_for)
     message = Message(id=task_id or new_id(), task=name, args=args, kwargs=kwargs,
-                      queue=queue or routed(app, name, opts.queue), priority=prio, eta=when,
+                      queue=keyed(app.broker_url, queue or routed(app, name, opts.queue),
+                                  routing_key, explicit=queue is not None),
+                      priority=prio, eta=when,
                       expires=deadline, created=now, options={**extra, **(message_options or {})})
     return app.middleware.before_publish(app, message)
 

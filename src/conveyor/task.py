@@ -107,8 +107,8 @@ class Task(Generic[P, R]):
         self, args: Iterable[Any] = (), kwargs: Mapping[str, Any] | None = None, *,
         countdown: float | None = None, eta: datetime | float | None = None,
         expires: datetime | float | None = None, priority: int | None = None,
-        queue: str | None = None, task_id: str | None = None,
-        time_limit: float | timedelta | None = None,
+        queue: str | None = None, routing_key: str | None = None,
+        task_id: str | None = None, time_limit: float | timedelta | None = None,
         soft_time_limit: float | timedelta | None = None, unique_key: str | None = None,
         unique_for: float | timedelta | None = None,
         link: Canvas[Any] | Sequence[Canvas[Any]] | None = None,
@@ -116,7 +116,8 @@ class Task(Generic[P, R]):
     ) -> AsyncResult[R]:
         """Queue a run with options: ``countdown`` seconds or ``eta`` (datetime or epoch) to
         delay it, ``expires`` (seconds from now, or datetime/epoch) after which it is not run,
-        ``priority`` 0-9 (9 first), another ``queue``, a chosen ``task_id``; ``time_limit`` and
+        ``priority`` 0-9 (9 first), another ``queue``, a ``routing_key`` (RabbitMQ's
+        exchanges, see :mod:`conveyor.routingkeys`), a chosen ``task_id``; ``time_limit`` and
         ``soft_time_limit`` (seconds or timedelta) for this run; ``unique_key`` to return the
         result of a run with the same key still pending or running instead of queueing a second
         one, for at most ``unique_for`` (default: the task's, else the app's ``unique_for``);
@@ -126,12 +127,14 @@ class Task(Generic[P, R]):
             return self.s(*args, **(kwargs or {})).set(
                 link=link, link_error=link_error, **_given(
                     countdown=countdown, eta=eta, expires=expires, priority=priority,
-                    queue=queue, task_id=task_id, time_limit=time_limit,
+                    queue=queue, routing_key=routing_key, task_id=task_id,
+                    time_limit=time_limit,
                     soft_time_limit=soft_time_limit, unique_key=unique_key,
                     unique_for=unique_for)).apply_async()
         message = self.app.build_message(
             self.name, self.options, tuple(args), dict(kwargs or {}), countdown=countdown,
-            eta=eta, expires=expires, priority=priority, queue=queue, task_id=task_id,
+            eta=eta, expires=expires, priority=priority, queue=queue,
+            routing_key=routing_key, task_id=task_id,
             time_limit=time_limit, soft_time_limit=soft_time_limit, unique_key=unique_key,
             unique_for=unique_for)
         self.app.publish([message], track=not self.options.ignore_result)
@@ -141,8 +144,8 @@ class Task(Generic[P, R]):
         self, args: Iterable[Any] = (), kwargs: Mapping[str, Any] | None = None, *,
         countdown: float | None = None, eta: datetime | float | None = None,
         expires: datetime | float | None = None, priority: int | None = None,
-        queue: str | None = None, task_id: str | None = None,
-        time_limit: float | timedelta | None = None,
+        queue: str | None = None, routing_key: str | None = None,
+        task_id: str | None = None, time_limit: float | timedelta | None = None,
         soft_time_limit: float | timedelta | None = None, unique_key: str | None = None,
         unique_for: float | timedelta | None = None,
         link: Canvas[Any] | Sequence[Canvas[Any]] | None = None,
@@ -153,12 +156,14 @@ class Task(Generic[P, R]):
             return await self.s(*args, **(kwargs or {})).set(
                 link=link, link_error=link_error, **_given(
                     countdown=countdown, eta=eta, expires=expires, priority=priority,
-                    queue=queue, task_id=task_id, time_limit=time_limit,
+                    queue=queue, routing_key=routing_key, task_id=task_id,
+                    time_limit=time_limit,
                     soft_time_limit=soft_time_limit, unique_key=unique_key,
                     unique_for=unique_for)).aapply_async()
         message = self.app.build_message(
             self.name, self.options, tuple(args), dict(kwargs or {}), countdown=countdown,
-            eta=eta, expires=expires, priority=priority, queue=queue, task_id=task_id,
+            eta=eta, expires=expires, priority=priority, queue=queue,
+            routing_key=routing_key, task_id=task_id,
             time_limit=time_limit, soft_time_limit=soft_time_limit, unique_key=unique_key,
             unique_for=unique_for)
         await self.app.apublish([message], track=not self.options.ignore_result)

@@ -37,7 +37,7 @@ def invalidate(key: str) -> None:
     _ledger("invalidated", key, os.environ.get("WORKER_TAG", "?"))
 
 
-@app.task(name="amqptest.image_resize")
+@app.task(name="amqptest.image_resize", ignore_result=True)  # copies share one id
 def image_resize(name: str) -> None:
     _ledger("images", name, os.environ.get("WORKER_TAG", "?"))
 

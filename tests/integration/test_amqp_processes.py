@@ -125,9 +125,12 @@ def test_topic_patterns_route_as_documented(app: Conveyor, workers: Workers,
     consumers_on(app, "topic/media/#", 1)
     amqp_app.image_resize.delay("a.png")  # routed by the app's routes: key image.png
     amqp_app.image_resize.apply_async(("b.jpg",), queue="topic/media/image.jpg.thumb")
-    wait_for(lambda: len(trace_lines(env, "images")) == 3, timeout=30)
+    amqp_app.image_resize.apply_async(("c.gif",), routing_key="image.gif")  # over the route's
+    amqp_app.image_resize.s("d.mp4").set(queue="topic/media", routing_key="video.mp4").delay()
+    wait_for(lambda: len(trace_lines(env, "images")) == 6, timeout=30)
     got = sorted(trace_lines(env, "images"))
-    assert got == ["a.png hash", "a.png star", "b.jpg hash"]  # image.* is one word only
+    assert got == ["a.png hash", "a.png star", "b.jpg hash", "c.gif hash", "c.gif star",
+                   "d.mp4 hash"]  # image.* is one word only
     with pytest.raises(PublishRefused):
         amqp_app.image_resize.apply_async(("c",), queue="topic/unbound-exchange/x")
 
