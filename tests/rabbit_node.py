@@ -40,7 +40,10 @@ def port_open(port: int) -> bool:
 class PrivateNode:
     """``start()`` / ``stop()`` a node of our own; ``url`` reaches it as guest."""
 
-    def __init__(self, base: Path, tls: dict[str, Path] | None = None) -> None:
+    def __init__(self, base: Path, tls: dict[str, Path] | None = None,
+                 conf: tuple[str, ...] = (), advanced: str = "[].") -> None:
+        """``conf``: more ``rabbitmq.conf`` lines; ``advanced``: the ``advanced.config`` term
+        (settings the new format lacks, such as ``channel_tick_interval``)."""
         if not os.path.exists(SERVER) or shutil.which("rabbitmqctl") is None:
             unavailable("an installed rabbitmq-server")
         self.base = base
@@ -59,7 +62,8 @@ class PrivateNode:
                       f"ssl_options.keyfile = {tls['key']}",
                       "ssl_options.verify = verify_none",
                       "ssl_options.fail_if_no_peer_cert = false"]
-        (base / "rabbitmq.conf").write_text("\n".join(lines) + "\n")
+        (base / "rabbitmq.conf").write_text("\n".join([*lines, *conf]) + "\n")
+        (base / "advanced.config").write_text(advanced + "\n")
 
     @property
     def url(self) -> str:
@@ -72,6 +76,7 @@ class PrivateNode:
                 "RABBITMQ_MNESIA_BASE": str(base / "mnesia"),
                 "RABBITMQ_LOG_BASE": str(base / "log"),
                 "RABBITMQ_CONFIG_FILE": str(base / "rabbitmq.conf"),
+                "RABBITMQ_ADVANCED_CONFIG_FILE": str(base / "advanced.config"),
                 "RABBITMQ_ENABLED_PLUGINS_FILE": str(base / "enabled_plugins"),
                 "RABBITMQ_PID_FILE": str(base / "pid")}
 

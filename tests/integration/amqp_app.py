@@ -32,6 +32,25 @@ def record(tag: str, seconds: float = 0.0) -> str:
     return tag
 
 
+@app.task(name="amqptest.long", time_limit=120)
+def long(seconds: float) -> float:
+    """A task allowed two minutes: longer than a small consumer timeout."""
+    time.sleep(seconds)
+    return seconds
+
+
+@app.task(name="amqptest.slow_once")
+def slow_once(tag: str, seconds: float) -> str:
+    """Sleeps ``seconds`` on its first run only (a late ack once), then writes "done"."""
+    path = Path(os.environ["CONVEYOR_TEST_DIR"]) / "started"
+    runs = path.read_text().split() if path.exists() else []
+    first = tag not in runs[::2]  # lines are "tag pid"
+    _ledger("started", tag, os.getpid())
+    time.sleep(seconds if first else 0.0)
+    _ledger("done", tag, os.getpid(), f"{time.time():.3f}")
+    return tag
+
+
 @app.task(name="amqptest.invalidate", ignore_result=True)  # every worker runs it
 def invalidate(key: str) -> None:
     _ledger("invalidated", key, os.environ.get("WORKER_TAG", "?"))

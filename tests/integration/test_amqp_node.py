@@ -140,3 +140,52 @@ def test_restart_under_load_runs_every_confirmed_publish(node: PrivateNode,
     assert resumed
     assert producer.raised  # producers raise while RabbitMQ is down...
     assert len(producer.confirmed) > down_confirmed  # ...and succeed once it is back
+
+
+def test_a_late_ack_costs_a_redelivery_not_the_task(tmp_path: Path) -> None:
+    """A node whose consumer timeout (2 s, checked every 0.5 s) is shorter than a first run
+    of 6 s: RabbitMQ closes the channel, hands the message out again, and the second (quick)
+    run stores SUCCESS; the late first run is fenced out. The worker warned at start-up."""
+    base = tmp_path / "rabbit"
+    base.mkdir()
+    node = PrivateNode(base, conf=("consumer_timeout = 2000",),
+                       advanced="[{rabbit, [{channel_tick_interval, 500}]}].")
+    node.start()
+    trace = tmp_path / "trace"
+    trace.mkdir()
+    url = node.url + "?consumer_timeout=2"
+    try:
+        with store_url("redis", tmp_path) as backend:
+            env = {**os.environ, "CONVEYOR_BROKER_URL": url, "CONVEYOR_RESULT_BACKEND": backend,
+                   "CONVEYOR_TEST_DIR": str(trace), "PYTHONPATH": str(ROOT)}
+            os.environ["CONVEYOR_TEST_DIR"] = str(trace)
+            from tests.integration import amqp_app
+
+            amqp_app.app.broker_url, amqp_app.app.backend_url = url, backend
+            log = open(tmp_path / "worker.log", "wb")  # noqa: SIM115 - closed below
+            worker = subprocess.Popen(
+                [sys.executable, "-m", "conveyor", "worker", "-A", "tests.integration.amqp_app",
+                 "-l", "warning", "--pool", "thread", "-c", "2"], env=env, cwd=ROOT,
+                stdout=log, stderr=log, start_new_session=True)
+            try:
+                result = amqp_app.slow_once.delay("slow", 6.0)
+                assert result.get(timeout=25) == "slow"
+                wait_for(lambda: len(trace_lines(env, "done")) >= 2, timeout=15)
+                started = [ln for ln in trace_lines(env, "started") if ln.startswith("slow ")]
+                done = [ln for ln in trace_lines(env, "done") if ln.startswith("slow ")]
+            finally:
+                worker.send_signal(signal.SIGTERM)
+                try:
+                    worker.wait(30)
+                except subprocess.TimeoutExpired:
+                    worker.kill()
+                log.close()
+                amqp_app.app.close()
+    finally:
+        node.stop()
+    output = (tmp_path / "worker.log").read_text()
+    assert "task amqptest.long: time_limit 120s is longer than RabbitMQ's consumer timeout" \
+        in output
+    assert "task amqptest.slow_once" not in output  # no time limit: no warning
+    assert len(started) == 2  # the channel closed mid-run and RabbitMQ handed it out again
+    assert len(done) == 2  # the first run went on to its end; its outcome was fenced out

@@ -24,7 +24,7 @@ import logging
 import os
 import signal
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Coroutine, Sequence
+from collections.abc import Awaitable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -226,6 +226,11 @@ class Broker(ABC):
     """
 
     url: str
+
+    def startup_warnings(self, time_limits: Mapping[str, float | None]) -> list[str]:
+        """What a worker should warn about before consuming, given each task's time limit in
+        seconds (RabbitMQ: limits longer than its consumer timeout); none by default."""
+        return []
 
     @abstractmethod
     def publish(self, envelopes: Sequence[Envelope]) -> None:

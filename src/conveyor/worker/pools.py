@@ -37,6 +37,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..clock import SYSTEM, Clock
+from ..options import seconds
 from .groups import QueueGroup
 
 if TYPE_CHECKING:
@@ -124,6 +125,10 @@ async def _when_started(app: Conveyor, worker: Worker, opts: Options, fd: int | 
     await asyncio.sleep(0)  # run() has opened the consumer and started the middleware
     if opts.banner:
         log.info("%s", banner(app, worker, opts))
+    limits = {name: seconds(task.options.time_limit, "time_limit")
+              for name, task in app.tasks.items()}
+    for warning in app.broker.startup_warnings(limits):
+        log.warning("%s", warning)
     if fd is not None:
         with contextlib.suppress(OSError):
             os.write(fd, b"ready\n")

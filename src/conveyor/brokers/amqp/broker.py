@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import Coroutine, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any, TypeVar
 
 from ...clock import SYSTEM, Clock
@@ -22,7 +22,7 @@ from ..base import (
     QueueAdmin,
     QueueStats,
 )
-from . import admin, publishing
+from . import admin, publishing, timeouts
 from .bridge import LoopThread
 from .connection import Client
 from .consuming import AmqpConsumer
@@ -79,6 +79,9 @@ class AmqpBroker(Broker, QueueAdmin, DeadLetterAdmin):
         consumer = AmqpConsumer(self, list(queues), prefetch)
         self._consumers.add(consumer)
         return consumer
+
+    def startup_warnings(self, time_limits: Mapping[str, float | None]) -> list[str]:
+        return timeouts.too_long(time_limits, self.options.consumer_timeout)
 
     def close(self) -> None:
         if self._bridge.started:

@@ -12,8 +12,11 @@ Query options: ``queue_type`` (``classic``, the default, or ``quorum``), ``prefi
 every queue and exchange name, so several applications can share a vhost), ``delivery_limit``
 (quorum queues: RabbitMQ's own ``x-delivery-limit``; a message past it goes to the dead-letter
 queue, never dropped), ``heartbeat`` (seconds), ``connect_timeout`` and ``confirm_timeout``
-(seconds a publish waits for the broker's confirm), and for ``amqps`` the TLS files above plus
-``verify=no`` to skip checking the server's certificate (tests only).
+(seconds a publish waits for the broker's confirm), ``consumer_timeout`` (the server's
+``consumer_timeout`` in seconds, 30 minutes unless ``rabbitmq.conf`` says otherwise, 0 when it
+is off: a worker warns about task time limits longer than it, see :mod:`.timeouts`), and for
+``amqps`` the TLS files above plus ``verify=no`` to skip checking the server's certificate
+(tests only).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from ...urls import mask_url
 
 QUEUE_TYPES = ("classic", "quorum")
 _KNOWN = {"queue_type", "prefix", "delivery_limit", "heartbeat", "connect_timeout",
-          "confirm_timeout", "ca_certs", "certfile", "keyfile", "verify"}
+          "confirm_timeout", "consumer_timeout", "ca_certs", "certfile", "keyfile", "verify"}
 
 
 @dataclass(frozen=True)
@@ -47,6 +50,7 @@ class AmqpOptions:
     heartbeat: int = 30
     connect_timeout: float = 5.0
     confirm_timeout: float = 30.0
+    consumer_timeout: float = 1800.0  # the server's, as the URL states it (0: off)
     ca_certs: str | None = None
     certfile: str | None = None
     keyfile: str | None = None
@@ -102,6 +106,7 @@ def parse(url: str, queue_type: str | None = None) -> AmqpOptions:
             heartbeat=int(query.get("heartbeat", 30)),
             connect_timeout=float(query.get("connect_timeout", 5.0)),
             confirm_timeout=float(query.get("confirm_timeout", 30.0)),
+            consumer_timeout=_non_negative(query.get("consumer_timeout", 1800.0)),
             ca_certs=query.get("ca_certs"), certfile=query.get("certfile"),
             keyfile=query.get("keyfile"), verify=query.get("verify", "yes") not in ("no", "0"))
     except ValueError as exc:
@@ -112,6 +117,13 @@ def _vhost(path: str) -> str:
     """Celery's convention: ``//`` and ``/`` and nothing are the default vhost ``/``."""
     name = path[1:] if path.startswith("/") else path
     return unquote(name) or "/"
+
+
+def _non_negative(value: str | float) -> float:
+    number = float(value)
+    if number < 0:
+        raise ValueError(f"consumer_timeout must be 0 (off) or more seconds, got {value}")
+    return number
 
 
 def _opt_int(value: str | None) -> int | None:
