@@ -118,6 +118,8 @@ def test_restart_under_load_runs_every_confirmed_publish(node: PrivateNode,
         try:
             producer.start()
             wait_for(lambda: len(trace_lines(env, "done")) >= 20, timeout=60)
+            delayed_at = time.time()  # a delay level holds this one across the restart
+            amqp_app.record.apply_async(("delayed",), countdown=4)
             node.stop()
             wait_for(lambda: len(producer.raised) >= 3, timeout=30)
             down_confirmed = len(producer.confirmed)
@@ -125,7 +127,7 @@ def test_restart_under_load_runs_every_confirmed_publish(node: PrivateNode,
             wait_for(lambda: len(producer.confirmed) > down_confirmed + 20, timeout=90)
             producer.stop.set()
             producer.join(30)
-            expected = set(producer.confirmed)
+            expected = {*producer.confirmed, "delayed"}
             wait_for(lambda: expected <= {ln.split()[0] for ln in trace_lines(env, "done")},
                      timeout=30, every=0.5)
             resumed = worker.poll() is None  # the same process, never restarted
@@ -138,6 +140,8 @@ def test_restart_under_load_runs_every_confirmed_publish(node: PrivateNode,
                 worker.kill()
             amqp_app.app.close()
     assert resumed
+    ran = [float(ln.split()[2]) for ln in trace_lines(env, "done") if ln.startswith("delayed ")]
+    assert ran and min(ran) >= delayed_at + 4  # after the restart, and never early
     assert producer.raised  # producers raise while RabbitMQ is down...
     assert len(producer.confirmed) > down_confirmed  # ...and succeed once it is back
 
