@@ -37,7 +37,7 @@ def test_workers_and_producers_follow_a_sentinel_failover(
     from tests.integration import taskapp
 
     procs = [workers.start("-c", "2", "--pool", "thread", lease=5) for _ in range(2)]
-    # Both running (a worker that cannot reach its store at start exits, by design).
+    # Both consuming (a worker that cannot reach its store at start waits for it).
     wait_for(lambda: len(asyncio.run(app.backend.heartbeats())) >= 2,  # type: ignore[attr-defined]
              timeout=60, every=0.2)
     assert [taskapp.add.delay(i, 1).get(timeout=60) for i in range(5)] == [1, 2, 3, 4, 5]

@@ -85,29 +85,21 @@ def run_in_process(app: Conveyor, options: Options, *, parent: int | None = None
     """Run one Worker in this process until a signal (or the parent's death) stops it."""
     import asyncio  # here, not at the top: the supervisor never needs an event loop
 
-    from .worker import Worker
+    from .startup import reach_stores
 
     exit_code: list[int] = []  # what the worker asked to exit with (a remote shutdown)
 
     async def main() -> None:
-        size = 1 if options.pool == "process" else options.concurrency
-        groups = options.groups if options.pool != "process" else ()
-        worker = Worker(app, options.queues, concurrency=size, prefetch=options.prefetch,
-                        grace=options.grace, lease=options.lease, name=options.name,
-                        pool=options.pool, exit_on_runaway=parent is not None, groups=groups)
+        worker = _worker(app, options, parent)
         worker.install_signal_handlers()
         watch = asyncio.ensure_future(_watch_parent(worker, parent)) if parent else None
-        started = asyncio.ensure_future(_when_started(app, worker, options, ready_fd))
-        beat = _beside(app) if options.beat else None
         try:
-            await worker.run()
+            if await reach_stores(app, worker.stopping):
+                await _serve(app, worker, options, ready_fd)
         finally:
             exit_code.append(worker.exit_code)
-            for job in (watch, started):
-                if job is not None:
-                    job.cancel()
-            if beat is not None:  # stopped after the worker, so it hands the lead on
-                await beat.stop()
+            if watch is not None:
+                watch.cancel()
             await app.aclose()
 
     asyncio.run(main())
@@ -115,6 +107,30 @@ def run_in_process(app: Conveyor, options: Options, *, parent: int | None = None
     _exit_past_stuck_threads(code)
     if code:
         raise SystemExit(code)
+
+
+def _worker(app: Conveyor, options: Options, parent: int | None) -> Worker:
+    from .worker import Worker
+
+    size = 1 if options.pool == "process" else options.concurrency
+    groups = options.groups if options.pool != "process" else ()
+    return Worker(app, options.queues, concurrency=size, prefetch=options.prefetch,
+                  grace=options.grace, lease=options.lease, name=options.name,
+                  pool=options.pool, exit_on_runaway=parent is not None, groups=groups)
+
+
+async def _serve(app: Conveyor, worker: Worker, options: Options, ready_fd: int | None) -> None:
+    """Run ``worker`` (and a beat beside it, if asked) until it stops."""
+    import asyncio
+
+    started = asyncio.ensure_future(_when_started(app, worker, options, ready_fd))
+    beat = _beside(app) if options.beat else None
+    try:
+        await worker.run()
+    finally:
+        started.cancel()
+        if beat is not None:  # stopped after the worker, so it hands the lead on
+            await beat.stop()
 
 
 async def _when_started(app: Conveyor, worker: Worker, opts: Options, fd: int | None) -> None:

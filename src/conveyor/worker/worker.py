@@ -119,6 +119,11 @@ class Worker:
             lane.prefetch = wanted
             lane.consumer.resize(wanted)
 
+    @property
+    def stopping(self) -> asyncio.Event:
+        """Set once the worker was asked to stop."""
+        return self._stopping
+
     def runtime(self, job: Job) -> float:
         """Seconds ``job`` has been running (0 before it started)."""
         return self.app.clock.monotonic() - job.started if job.started else 0.0
