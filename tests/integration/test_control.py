@@ -191,7 +191,7 @@ def test_inspect_and_control_from_the_command_line(
     assert worker.wait(30) == 0  # the supervisor stopped instead of replacing its children
 
 
-@pytest.mark.parametrize("broker_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("stores", ["sqlite"], indirect=True)
 def test_the_kernel_timer_ends_a_child_whose_task_holds_the_interpreter(
     app: Conveyor, workers: Workers, env: dict[str, str]
 ) -> None:

@@ -177,6 +177,8 @@ def test_actions_need_confirmation_and_a_csrf_token(app: Conveyor, dashboard: Se
     assert "notice=sent" in retried.headers["location"]
     wait_json(client, f"/api/tasks/{failed.id}", lambda v: [
         s["kind"] for s in v["row"]["timeline"]].count("task-failed") == 2, 20)
+    # a broker apart from the result backend dead-letters just after the failure is stored
+    wait_for(lambda: app.broker.stats("default").dead == 1, 10)  # type: ignore[attr-defined]
     purged = client.post("/actions/purge-dlq", data={"queue": "default", "csrf": token})
     assert "purged+1+dead+letter" in purged.headers["location"]
     waiting = taskapp.add.apply_async((2, 2), countdown=600)
@@ -199,7 +201,7 @@ def secret_env(env: dict[str, str]) -> Iterator[dict[str, str]]:
         drop_redis_prefix(prefix)
 
 
-@pytest.mark.parametrize("broker_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("stores", ["sqlite"], indirect=True)
 def test_no_password_in_any_page_json_or_stream(secret_env: dict[str, str],
                                                 tmp_path: Path) -> None:
     secret = secret_env["CONVEYOR_BROKER_URL"].split(":")[2].split("@")[0]
@@ -227,7 +229,7 @@ def test_no_password_in_any_page_json_or_stream(secret_env: dict[str, str],
         assert secret not in server.stop()
 
 
-@pytest.mark.parametrize("broker_url", ["sqlite"], indirect=True)  # no store in play
+@pytest.mark.parametrize("stores", ["sqlite"], indirect=True)  # no store in play
 def test_a_public_address_needs_a_login_a_token_gives(menv: dict[str, str], tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -263,7 +265,7 @@ def test_a_public_address_needs_a_login_a_token_gives(menv: dict[str, str], tmp_
         server.stop()
 
 
-@pytest.mark.parametrize("broker_url", ["sqlite"], indirect=True)  # no store in play
+@pytest.mark.parametrize("stores", ["sqlite"], indirect=True)  # no store in play
 def test_basic_auth_on_a_public_address(menv: dict[str, str], tmp_path: Path) -> None:
     basic_env = {**menv, "CONVEYOR_DASHBOARD_USER": "ops",
                  "CONVEYOR_DASHBOARD_PASSWORD": "pw-" + uuid.uuid4().hex}
@@ -280,7 +282,7 @@ def test_basic_auth_on_a_public_address(menv: dict[str, str], tmp_path: Path) ->
         server.stop()
 
 
-@pytest.mark.parametrize("broker_url", ["sqlite"], indirect=True)  # no store in play
+@pytest.mark.parametrize("stores", ["sqlite"], indirect=True)  # no store in play
 def test_without_a_login_only_loopback_host_names_are_answered(dashboard: Server) -> None:
     assert httpx.get(dashboard.url + "/").status_code == 200
     rebound = httpx.get(dashboard.url + "/", headers={"host": "attacker.example:5555"})
