@@ -23,7 +23,7 @@ BROKERS = ["sqlite", "redis"]
 WITH_AMQP = [*BROKERS, *PAIRS]
 
 
-@pytest.fixture(params=WITH_AMQP)
+@pytest.fixture(params=BROKERS)
 def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
     """This test's private ``(broker_url, backend_url)``: one URL twice, or amqp + redis."""
     with store_urls(request.param, tmp_path) as urls:

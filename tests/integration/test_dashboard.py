@@ -14,7 +14,7 @@ import pytest
 
 from conveyor import Conveyor, State
 from tests.integration import taskapp
-from tests.integration.conftest import Workers, wait_for
+from tests.integration.conftest import WITH_AMQP, Workers, wait_for
 from tests.monitoring import Server, monitoring_env, wait_json
 from tests.stores import drop_redis_prefix, redis_up, unavailable
 
@@ -68,6 +68,7 @@ def first_update(url: str, headers: dict[str, str] | None = None) -> dict[str, A
     raise AssertionError("no update on the stream")
 
 
+@pytest.mark.parametrize("stores", WITH_AMQP, indirect=True)
 def test_pages_follow_real_workers(app: Conveyor, dashboard: Server,
                                    mworkers: Workers) -> None:
     mworkers.start("-c", "1", "-n", "w-pages")
@@ -149,6 +150,7 @@ def csrf_of(client: httpx.Client, path: str) -> str:
     return found.group(1)
 
 
+@pytest.mark.parametrize("stores", WITH_AMQP, indirect=True)
 def test_actions_need_confirmation_and_a_csrf_token(app: Conveyor, dashboard: Server,
                                                     mworkers: Workers) -> None:
     client = httpx.Client(base_url=dashboard.url, timeout=10)
@@ -289,6 +291,7 @@ def test_without_a_login_only_loopback_host_names_are_answered(dashboard: Server
     assert rebound.status_code == 400
 
 
+@pytest.mark.parametrize("stores", WITH_AMQP, indirect=True)
 def test_conveyor_metrics_serves_the_same_figures(app: Conveyor, menv: dict[str, str],
                                                   mworkers: Workers) -> None:
     server = Server(menv, command="metrics", ready_path="/metrics")
