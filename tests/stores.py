@@ -16,6 +16,8 @@ import pytest
 
 REDIS_HOST, REDIS_PORT = "127.0.0.1", 6379
 STORES = ["memory", "sqlite", "redis", "redis-cluster", "amqp"]
+#: Pairings of a broker-only store with a result backend, named ``BROKER+BACKEND``.
+PAIRS = ["amqp+redis"]
 
 
 def unavailable(what: str) -> None:
@@ -78,6 +80,19 @@ def store_url(kind: str, tmp_path: Path) -> Iterator[str]:
             yield url
     else:
         raise ValueError(kind)
+
+
+@contextmanager
+def store_urls(kind: str, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """``(broker_url, backend_url)`` of fresh private stores: a store of :data:`STORES` holds
+    both (one URL twice), a pairing of :data:`PAIRS` (``amqp+redis``) has one store each."""
+    broker_kind, _, backend_kind = kind.partition("+")
+    if not backend_kind:
+        with store_url(kind, tmp_path) as url:
+            yield url, url
+        return
+    with store_url(broker_kind, tmp_path) as broker, store_url(backend_kind, tmp_path) as backend:
+        yield broker, backend
 
 
 AMQP_HOST, AMQP_PORT = "127.0.0.1", 5672

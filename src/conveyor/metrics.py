@@ -34,6 +34,7 @@ from prometheus_client.registry import Collector
 
 from . import events as ev
 from .brokers import QueueAdmin, QueueStats
+from .dashboard.workers import queue_names
 from .errors import ConveyorError
 from .events import Event, alive
 
@@ -121,13 +122,13 @@ class _LiveCollector(Collector):
                                 "Worker processes heartbeating.", value=len(living))
         depth = GaugeMetricFamily("conveyor_queue_messages", "Messages per queue and status.",
                                   labels=["queue", "status"])
-        for s in self._queue_stats(now):
+        for s in self._queue_stats(now, living):
             for status, value in (("ready", s.ready), ("in_flight", s.in_flight),
                                   ("delayed", s.delayed), ("dead", s.dead)):
                 depth.add_metric([s.queue, status], value)
         yield depth
 
-    def _queue_stats(self, now: float) -> list[QueueStats]:
+    def _queue_stats(self, now: float, living: list[Event]) -> list[QueueStats]:
         with self._lock:
             at, found = self._stats
             if now - at < self.cache:
@@ -135,7 +136,7 @@ class _LiveCollector(Collector):
             broker = self.app.broker
             if isinstance(broker, QueueAdmin):
                 try:
-                    names = sorted({*broker.queues(), self.app.default_queue})
+                    names = queue_names(broker, self.app.default_queue, living)
                     found = [broker.stats(q) for q in names]
                 except ConveyorError as exc:  # keep serving the other figures
                     log.warning("cannot read queue statistics: %s", exc)

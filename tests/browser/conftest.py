@@ -19,7 +19,7 @@ import pytest
 from conveyor import Conveyor
 from tests.integration.conftest import Workers
 from tests.monitoring import ROOT, Server, monitoring_env
-from tests.stores import store_url, unavailable
+from tests.stores import PAIRS, store_urls, unavailable
 
 CHROMIUM = "/usr/bin/chromium"
 SHOTS = ROOT / "test-output" / "screenshots"
@@ -45,7 +45,8 @@ def browser() -> Iterator[Any]:
 
 @dataclass
 class Stack:
-    """One store with a dashboard and a worker on it, and a producer app."""
+    """One store (or a broker and its result backend) with a dashboard and a worker on it,
+    and a producer app."""
 
     kind: str
     url: str
@@ -61,19 +62,20 @@ class Stack:
         return path
 
 
-@pytest.fixture(scope="module", params=["sqlite", "redis"])
+@pytest.fixture(scope="module", params=["sqlite", "redis", *PAIRS])
 def stack(request: pytest.FixtureRequest,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[Stack]:
     tmp = tmp_path_factory.mktemp(request.param)
     (tmp / "trace").mkdir()
-    with store_url(request.param, tmp) as url:
+    with store_urls(request.param, tmp) as (url, backend):
         env = monitoring_env({**os.environ, "CONVEYOR_BROKER_URL": url,
+                              "CONVEYOR_RESULT_BACKEND": backend,
                               "CONVEYOR_TEST_DIR": str(tmp / "trace"),
                               "PYTHONPATH": str(ROOT)})
         workers = Workers(env)
         workers.start("-c", "2", "-n", "w-main")
         dashboard = Server(env, "--db", str(tmp / "index.db"))
-        producer = Conveyor("itest", broker=url, send_sent_events=True)
+        producer = Conveyor("itest", broker=url, backend=backend, send_sent_events=True)
         try:
             yield Stack(request.param, url, env, workers, dashboard, producer)
         finally:

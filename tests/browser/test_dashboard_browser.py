@@ -11,6 +11,7 @@ import pytest
 from conveyor import State
 from tests.browser.conftest import Stack
 from tests.integration import taskapp
+from tests.integration.conftest import trace_lines, wait_for
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow, pytest.mark.timeout(120)]
 
@@ -98,3 +99,32 @@ def test_overview_and_queues_pages(stack: Stack, page: Any) -> None:
     page.goto(stack.dashboard.url + "/tasks")
     assert page.locator("#tasks tbody tr").count() >= 30
     stack.shot(page, "tasks-busy")
+
+
+def test_a_queue_only_a_worker_reads_shows_its_depth_and_a_purge_empties_it(
+        stack: Stack, page: Any) -> None:
+    """The dashboard never sent to "reports": it lists it from the worker's heartbeats (on
+    RabbitMQ, which cannot list queues, that is the only way), counts it at the broker, and a
+    purge from the page removes what waits there."""
+    reader = stack.workers.start("-Q", "reports", "-c", "1", "--prefetch", "1", "-n", "w-reports")
+    page.goto(stack.dashboard.url + "/workers")
+    page.locator('#workers tr[data-worker="w-reports"] .badge.ok').wait_for(timeout=30_000)
+    wait_for(lambda: page.goto(stack.dashboard.url + "/queues") and page.locator(
+        '#queues tr[data-queue="reports"]').count(), timeout=10, every=0.5)  # rows come on load
+    running = stack.producer.send_task(taskapp.slow.name, (30.0, "r-running"), queue="reports")
+    wait_for(lambda: any(line.startswith("r-running ") for line in trace_lines(stack.env, "runs")),
+             timeout=30)
+    waiting = [stack.producer.send_task(taskapp.add.name, (i, i), queue="reports")
+               for i in range(4)]
+    page.wait_for_function(
+        "() => document.querySelector('#queues tr[data-queue=\"reports\"] td:nth-child(2)')"
+        "?.textContent === '4'", timeout=20_000)
+    stack.shot(page, "queues-reports")
+    page.click('#queues tr[data-queue="reports"] a[href^="/confirm/purge-queue"]')
+    assert "reports" in page.locator("#question").inner_text()
+    page.click("#confirm")
+    page.locator(".notice", has_text="purged 4 waiting").wait_for()
+    assert all(stack.producer.AsyncResult(r.id).status is State.PENDING for r in waiting)
+    os.killpg(reader.pid, signal.SIGKILL)  # the running task is not waited for
+    reader.wait()
+    assert stack.producer.AsyncResult(running.id).status is not State.SUCCESS

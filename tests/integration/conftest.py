@@ -14,34 +14,47 @@ from typing import Any
 import pytest
 
 from conveyor import Conveyor
-from tests.stores import store_url
+from tests.stores import PAIRS, store_urls
 
 ROOT = Path(__file__).resolve().parents[2]
 BROKERS = ["sqlite", "redis"]
+#: BROKERS and RabbitMQ with results in Redis: ``@pytest.mark.parametrize("stores", WITH_AMQP,
+#: indirect=True)`` on the cases that must hold on RabbitMQ too.
+WITH_AMQP = [*BROKERS, *PAIRS]
 
 
 @pytest.fixture(params=BROKERS)
-def broker_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
-    with store_url(request.param, tmp_path) as url:
-        yield url
+def stores(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[tuple[str, str]]:
+    """This test's private ``(broker_url, backend_url)``: one URL twice, or amqp + redis."""
+    with store_urls(request.param, tmp_path) as urls:
+        yield urls
 
 
 @pytest.fixture
-def env(broker_url: str, tmp_path: Path) -> dict[str, str]:
+def broker_url(stores: tuple[str, str]) -> str:
+    return stores[0]
+
+
+@pytest.fixture
+def env(stores: tuple[str, str], tmp_path: Path) -> dict[str, str]:
     trace = tmp_path / "trace"
     trace.mkdir()
-    return {**os.environ, "CONVEYOR_BROKER_URL": broker_url, "CONVEYOR_TEST_DIR": str(trace),
+    broker, backend = stores
+    apart = {"CONVEYOR_RESULT_BACKEND": backend} if backend != broker else {}
+    base = {k: v for k, v in os.environ.items() if k != "CONVEYOR_RESULT_BACKEND"}
+    return {**base, "CONVEYOR_BROKER_URL": broker, **apart, "CONVEYOR_TEST_DIR": str(trace),
             "PYTHONPATH": str(ROOT)}
 
 
 @pytest.fixture
 def app(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Conveyor]:
-    """The test app of tests/integration/taskapp.py, bound to this test's store."""
+    """The test app of tests/integration/taskapp.py, bound to this test's stores."""
     for key in ("CONVEYOR_BROKER_URL", "CONVEYOR_TEST_DIR"):
         monkeypatch.setenv(key, env[key])
     from tests.integration import taskapp
 
-    taskapp.app.broker_url = taskapp.app.backend_url = env["CONVEYOR_BROKER_URL"]
+    taskapp.app.broker_url = env["CONVEYOR_BROKER_URL"]
+    taskapp.app.backend_url = env.get("CONVEYOR_RESULT_BACKEND", env["CONVEYOR_BROKER_URL"])
     yield taskapp.app
     taskapp.app.close()
 

@@ -15,7 +15,7 @@ import pytest
 from conveyor import Conveyor, State, TimeLimitExceeded
 from tests.integration import control_tasks as ct
 from tests.integration import taskapp
-from tests.integration.conftest import ROOT, Workers, trace_lines, wait_for
+from tests.integration.conftest import ROOT, WITH_AMQP, Workers, trace_lines, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -40,6 +40,7 @@ def conveyor(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str
                           capture_output=True, text=True, timeout=30, check=False)
 
 
+@pytest.mark.parametrize("stores", WITH_AMQP, indirect=True)
 def test_a_queue_limited_to_one_never_runs_two_while_its_neighbour_flows(
     app: Conveyor, workers: Workers, env: dict[str, str]
 ) -> None:
@@ -57,6 +58,7 @@ def test_a_queue_limited_to_one_never_runs_two_while_its_neighbour_flows(
     assert most_at_once(report_runs) == 1
 
 
+@pytest.mark.parametrize("stores", WITH_AMQP, indirect=True)
 def test_a_rate_limit_holds_across_two_workers(
     app: Conveyor, workers: Workers, env: dict[str, str]
 ) -> None:
@@ -72,6 +74,7 @@ def test_a_rate_limit_holds_across_two_workers(
     assert 1.8 < starts[-1] - starts[0] < 10  # three windows' worth, not much slower
 
 
+@pytest.mark.parametrize("stores", WITH_AMQP, indirect=True)
 def test_a_hard_limit_kills_a_stuck_task_while_others_on_the_worker_complete(
     app: Conveyor, workers: Workers, env: dict[str, str]
 ) -> None:
@@ -98,6 +101,7 @@ def test_a_soft_limit_is_caught_by_the_task(
     assert trace_lines(env, "soft") == ["caught"]
 
 
+@pytest.mark.parametrize("stores", WITH_AMQP, indirect=True)
 def test_a_revoke_before_start_survives_a_worker_restart(
     app: Conveyor, workers: Workers, env: dict[str, str]
 ) -> None:
@@ -165,6 +169,7 @@ def test_a_concurrency_key_with_limit_two_never_exceeds_two_across_two_workers(
     assert last_small < sorted(e for _, e in big)[4]  # not queued behind the burst
 
 
+@pytest.mark.parametrize("stores", WITH_AMQP, indirect=True)
 def test_inspect_and_control_from_the_command_line(
     app: Conveyor, workers: Workers, env: dict[str, str]
 ) -> None:
@@ -191,7 +196,7 @@ def test_inspect_and_control_from_the_command_line(
     assert worker.wait(30) == 0  # the supervisor stopped instead of replacing its children
 
 
-@pytest.mark.parametrize("broker_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("stores", ["sqlite"], indirect=True)
 def test_the_kernel_timer_ends_a_child_whose_task_holds_the_interpreter(
     app: Conveyor, workers: Workers, env: dict[str, str]
 ) -> None:

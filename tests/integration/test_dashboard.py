@@ -14,7 +14,7 @@ import pytest
 
 from conveyor import Conveyor, State
 from tests.integration import taskapp
-from tests.integration.conftest import Workers, wait_for
+from tests.integration.conftest import WITH_AMQP, Workers, wait_for
 from tests.monitoring import Server, monitoring_env, wait_json
 from tests.stores import drop_redis_prefix, redis_up, unavailable
 
@@ -68,6 +68,7 @@ def first_update(url: str, headers: dict[str, str] | None = None) -> dict[str, A
     raise AssertionError("no update on the stream")
 
 
+@pytest.mark.parametrize("stores", WITH_AMQP, indirect=True)
 def test_pages_follow_real_workers(app: Conveyor, dashboard: Server,
                                    mworkers: Workers) -> None:
     mworkers.start("-c", "1", "-n", "w-pages")
@@ -149,6 +150,7 @@ def csrf_of(client: httpx.Client, path: str) -> str:
     return found.group(1)
 
 
+@pytest.mark.parametrize("stores", WITH_AMQP, indirect=True)
 def test_actions_need_confirmation_and_a_csrf_token(app: Conveyor, dashboard: Server,
                                                     mworkers: Workers) -> None:
     client = httpx.Client(base_url=dashboard.url, timeout=10)
@@ -177,6 +179,8 @@ def test_actions_need_confirmation_and_a_csrf_token(app: Conveyor, dashboard: Se
     assert "notice=sent" in retried.headers["location"]
     wait_json(client, f"/api/tasks/{failed.id}", lambda v: [
         s["kind"] for s in v["row"]["timeline"]].count("task-failed") == 2, 20)
+    # a broker apart from the result backend dead-letters just after the failure is stored
+    wait_for(lambda: app.broker.stats("default").dead == 1, 10)  # type: ignore[attr-defined]
     purged = client.post("/actions/purge-dlq", data={"queue": "default", "csrf": token})
     assert "purged+1+dead+letter" in purged.headers["location"]
     waiting = taskapp.add.apply_async((2, 2), countdown=600)
@@ -199,7 +203,7 @@ def secret_env(env: dict[str, str]) -> Iterator[dict[str, str]]:
         drop_redis_prefix(prefix)
 
 
-@pytest.mark.parametrize("broker_url", ["sqlite"], indirect=True)
+@pytest.mark.parametrize("stores", ["sqlite"], indirect=True)
 def test_no_password_in_any_page_json_or_stream(secret_env: dict[str, str],
                                                 tmp_path: Path) -> None:
     secret = secret_env["CONVEYOR_BROKER_URL"].split(":")[2].split("@")[0]
@@ -227,7 +231,7 @@ def test_no_password_in_any_page_json_or_stream(secret_env: dict[str, str],
         assert secret not in server.stop()
 
 
-@pytest.mark.parametrize("broker_url", ["sqlite"], indirect=True)  # no store in play
+@pytest.mark.parametrize("stores", ["sqlite"], indirect=True)  # no store in play
 def test_a_public_address_needs_a_login_a_token_gives(menv: dict[str, str], tmp_path: Path) -> None:
     import subprocess
     import sys
@@ -263,7 +267,7 @@ def test_a_public_address_needs_a_login_a_token_gives(menv: dict[str, str], tmp_
         server.stop()
 
 
-@pytest.mark.parametrize("broker_url", ["sqlite"], indirect=True)  # no store in play
+@pytest.mark.parametrize("stores", ["sqlite"], indirect=True)  # no store in play
 def test_basic_auth_on_a_public_address(menv: dict[str, str], tmp_path: Path) -> None:
     basic_env = {**menv, "CONVEYOR_DASHBOARD_USER": "ops",
                  "CONVEYOR_DASHBOARD_PASSWORD": "pw-" + uuid.uuid4().hex}
@@ -280,13 +284,14 @@ def test_basic_auth_on_a_public_address(menv: dict[str, str], tmp_path: Path) ->
         server.stop()
 
 
-@pytest.mark.parametrize("broker_url", ["sqlite"], indirect=True)  # no store in play
+@pytest.mark.parametrize("stores", ["sqlite"], indirect=True)  # no store in play
 def test_without_a_login_only_loopback_host_names_are_answered(dashboard: Server) -> None:
     assert httpx.get(dashboard.url + "/").status_code == 200
     rebound = httpx.get(dashboard.url + "/", headers={"host": "attacker.example:5555"})
     assert rebound.status_code == 400
 
 
+@pytest.mark.parametrize("stores", WITH_AMQP, indirect=True)
 def test_conveyor_metrics_serves_the_same_figures(app: Conveyor, menv: dict[str, str],
                                                   mworkers: Workers) -> None:
     server = Server(menv, command="metrics", ready_path="/metrics")

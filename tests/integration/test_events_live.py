@@ -15,7 +15,7 @@ from conveyor import Conveyor
 from conveyor.brokers import EventLog
 from conveyor.events import alive
 from tests.integration import taskapp
-from tests.integration.conftest import ROOT, Workers, wait_for
+from tests.integration.conftest import ROOT, WITH_AMQP, Workers, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -26,6 +26,7 @@ def _follow(env: dict[str, str], *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen(argv, env=env, cwd=ROOT, stdout=subprocess.PIPE, text=True)
 
 
+@pytest.mark.parametrize("stores", WITH_AMQP, indirect=True)
 def test_conveyor_events_shows_a_tasks_life_live(
     app: Conveyor, workers: Workers, env: dict[str, str]
 ) -> None:

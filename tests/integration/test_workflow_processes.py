@@ -15,7 +15,7 @@ import pytest
 from conveyor import Conveyor, chord
 from conveyor.canvas.launch import coordination
 from tests.integration import taskapp
-from tests.integration.conftest import ROOT, Workers, trace_lines, wait_for
+from tests.integration.conftest import ROOT, WITH_AMQP, Workers, trace_lines, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -103,6 +103,7 @@ def test_a_restarted_beat_does_not_send_a_tick_again(
     assert_each_tick_once(ticks(env), at_least=count + 4)
 
 
+@pytest.mark.parametrize("stores", WITH_AMQP, indirect=True)
 def test_many_workers_with_beat_send_each_tick_once(
         app: Conveyor, workers: Workers, env: dict[str, str]) -> None:
     workers.env["CONVEYOR_BEAT_LEASE"] = "1.5"
@@ -113,6 +114,7 @@ def test_many_workers_with_beat_send_each_tick_once(
     assert_each_tick_once(ticks(env), at_least=5)
 
 
+@pytest.mark.parametrize("stores", WITH_AMQP, indirect=True)
 def test_chord_completes_once_when_a_worker_is_killed(
         app: Conveyor, workers: Workers, env: dict[str, str]) -> None:
     victim = workers.start("--pool", "thread", "-c", "2", lease=1.5)

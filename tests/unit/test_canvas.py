@@ -28,7 +28,7 @@ from conveyor.canvas import Chain, Chord, Group
 from conveyor.middleware import Job, Middleware, Verdict
 from conveyor.testing import run_queued
 from conveyor.worker import Worker
-from tests.stores import STORES, store_url
+from tests.stores import PAIRS, STORES, store_urls
 
 pytestmark = pytest.mark.timeout(60)
 
@@ -79,15 +79,15 @@ def whoami(self: Task[Any, Any], *_: Any) -> dict[str, Any]:
             "group": request.group_id}
 
 
-#: Stores that carry both messages and results (RabbitMQ is a broker only: not one of them).
-BOTH_ROLES = [name for name in STORES if name != "amqp"]
+#: Stores that carry both messages and results, and RabbitMQ (a broker only) with Redis.
+BOTH_ROLES = [name for name in STORES if name != "amqp"] + PAIRS
 
 
 @pytest.fixture(params=BOTH_ROLES)
 def wf(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Conveyor]:
-    """The module's app on a fresh private store of each kind."""
-    with store_url(request.param, tmp_path) as url:
-        app.broker_url = app.backend_url = url
+    """The module's app on fresh private stores of each kind."""
+    with store_urls(request.param, tmp_path) as (broker, backend):
+        app.broker_url, app.backend_url = broker, backend
         try:
             yield app
         finally:
@@ -242,14 +242,15 @@ def test_chord_with_an_empty_header_runs_the_callback_at_once(mem: Conveyor) -> 
 def test_a_redelivered_last_member_neither_loses_nor_doubles_the_callback(
         wf: Conveyor) -> None:
     """The worker 'dies' after the callback was sent and before the ack (a middleware after
-    the workflows one raises once): the member is delivered again after its lease, counts
-    again, and the callback still runs once."""
+    the workflows one raises once): the member is delivered again (after its lease, or on
+    RabbitMQ once the worker's channel closes), counts again, and the callback still runs
+    once."""
     mark = token()
     CRASH.armed, CRASH.crashed, CRASH.redelivered = True, 0, False
     try:
         result = chord([add.s(1, 1), add.s(2, 2)], tsum.s(mark)).apply_async()
-        asyncio.run(work(wf, lambda: result.ready() and CRASH.crashed and settled(wf),
-                         lease=1.0))
+        asyncio.run(work(wf, lambda: result.ready() and CRASH.crashed, lease=1.0))
+        asyncio.run(work(wf, lambda: CRASH.redelivered and settled(wf), lease=1.0))
     finally:
         CRASH.armed = False
     assert CRASH.crashed == 1

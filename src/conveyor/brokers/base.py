@@ -278,6 +278,10 @@ class Broker(ABC):
 class QueueAdmin(ABC):
     """Capability: queue statistics, listing and purge (``conveyor inspect``, ``purge``)."""
 
+    #: False where :meth:`stats` is a snapshot that can miss a message for a moment (one on
+    #: its way to a consumer): "nothing left" is then only believed when seen twice.
+    exact_counts: bool = True
+
     @abstractmethod
     def stats(self, queue: str) -> QueueStats:
         """Depth, in-flight, delayed and dead-letter counts of ``queue``."""

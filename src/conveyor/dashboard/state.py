@@ -12,13 +12,14 @@ from typing import TYPE_CHECKING, Any
 
 from ..brokers import DeadLetterAdmin, QueueAdmin, QueueStats
 from ..errors import ConveyorError
+from ..events import Event, alive
 from ..urls import mask_url
 from .actions import Action, available
 from .follower import Follower
 from .index import TaskIndex
 from .security import Auth
 from .stats import SPAN, Activity
-from .workers import WorkerView, group
+from .workers import WorkerView, group, queue_names
 
 if TYPE_CHECKING:
     from ..app import Conveyor
@@ -108,18 +109,19 @@ class Dashboard:
         async with self._queues_lock:
             at, found = self._queues
             if self.now - at >= QUEUE_CACHE:
+                living = alive(list(self.follower.processes.values()), self.now)
                 try:
-                    found = await asyncio.to_thread(self._read_queues)
+                    found = await asyncio.to_thread(self._read_queues, living)
                 except ConveyorError as exc:
                     log.warning("cannot read queue statistics: %s", exc)
                 self._queues = (self.now, found)
             return found
 
-    def _read_queues(self) -> list[QueueStats]:
+    def _read_queues(self, living: list[Event]) -> list[QueueStats]:
         broker = self.app.broker
         if not isinstance(broker, QueueAdmin):
             return []
-        names = sorted({*broker.queues(), self.app.default_queue})
+        names = queue_names(broker, self.app.default_queue, living)
         return [broker.stats(name) for name in names]
 
     async def queues(self) -> list[QueueRow]:

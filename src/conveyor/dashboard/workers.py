@@ -12,6 +12,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
+from ..brokers import QueueAdmin
 from ..events import Event, alive
 from ..urls import mask_url
 
@@ -74,3 +75,12 @@ def _add(view: WorkerView, event: Event, online: bool) -> None:
         view.concurrency += int(f.get("concurrency") or 0)
         view.active += [a for a in f.get("active") or () if isinstance(a, dict)]
         view.load = [float(x) for x in f.get("load") or ()] or view.load
+
+
+def queue_names(broker: QueueAdmin, default: str, living: Iterable[Event]) -> list[str]:
+    """The queues to count: those the broker lists, the default one and those the living
+    processes consume (a broker that cannot list its queues, RabbitMQ, still shows them;
+    broadcast queues are each consumer's own and counted by none)."""
+    consumed = {str(q) for e in living for q in e.fields.get("queues") or ()}
+    return sorted({*broker.queues(), default,
+                   *(q for q in consumed if not q.startswith("fanout/"))})

@@ -36,6 +36,10 @@ T = TypeVar("T")
 class AmqpBroker(Broker, QueueAdmin, DeadLetterAdmin):
     """Publish with confirms, consume with manual acks, delays in RabbitMQ (see the package)."""
 
+    #: Counts are passive-declare snapshots: a message on its way to a consumer or between
+    #: delay levels is in none of them for a moment.
+    exact_counts = False
+
     def __init__(self, options: AmqpOptions, clock: Clock = SYSTEM) -> None:
         self.options = options
         self.url = options.url
@@ -106,7 +110,7 @@ class AmqpBroker(Broker, QueueAdmin, DeadLetterAdmin):
 
     async def astats(self, queue: str) -> QueueStats:
         client, physical = await self.client(), self._physical(queue)
-        held = sum(1 for c in list(self._consumers) for d in c.held if d.envelope.queue == queue)
+        held = sum(c.holding(queue) for c in list(self._consumers))
         return QueueStats(queue, await admin.count(client, physical), held,
                           await admin.delayed(client, physical),
                           await admin.count(client, f"{physical}.dead"))

@@ -177,6 +177,11 @@ class AmqpConsumer(Consumer):
             raise LeaseLost(f"could not ack: {type(exc).__name__}; RabbitMQ hands it out"
                             " again") from None
 
+    def holding(self, queue: str) -> int:
+        """Messages of ``queue`` this consumer holds unacknowledged: handed out or buffered."""
+        return (sum(1 for d in self.held if d.envelope.queue == queue)
+                + sum(1 for held in self._buffer if held[4] == queue))
+
     def resize(self, prefetch: int) -> None:
         self.prefetch = max(1, prefetch)
         raw = self._raw
