@@ -47,7 +47,7 @@ def fleet(target: Target, tmp_path: Path) -> Iterator[Fleet]:
 
 @pytest.fixture
 def app(target: Target) -> Iterator[Conveyor]:
-    bound = bind_app(target.url)
+    bound = bind_app(target)
     yield bound
     bound.close()
 

@@ -28,15 +28,17 @@ import pytest
 
 from conveyor import Conveyor
 from tests.faults import faultapp, ledger
+from tests.rabbit_node import PrivateNode, port_open
 from tests.stores import store_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Every broker of the matrix; a broker whose module is not there yet is skipped, saying so.
-#: RabbitMQ joins once the harness gives a broker-only store its own result backend.
-BROKERS = ["sqlite", "redis"]
+BROKERS = ["sqlite", "redis", "amqp"]
 MODULES = {"sqlite": "conveyor.brokers.sqlite", "redis": "conveyor.brokers.redis",
            "amqp": "conveyor.brokers.amqp"}
+#: Brokers that carry messages only: their results go to a private prefix on the shared Redis.
+BROKER_ONLY = {"amqp"}
 
 #: The long versions: ``make faults`` (FAULTS_LONG=1) runs them, ``make test`` the short ones.
 LONG = bool(os.environ.get("FAULTS_LONG"))
@@ -50,20 +52,39 @@ def need_module(kind: str) -> None:
 
 @dataclass
 class Target:
-    """The broker under test: its kind, URL, and its own server when the scenario kills it."""
+    """The broker under test: its kind, URL, its own server when the scenario kills it, and
+    for a broker-only store (RabbitMQ) the result backend beside it."""
 
     kind: str
     url: str
     server: Any = None
     workdir: Path | None = None
+    results: str | None = None
+
+    @property
+    def backend(self) -> str:
+        """The result backend's URL: the broker's own store unless it is broker-only."""
+        return self.results or self.url
+
+
+@contextlib.contextmanager
+def with_results(target: Target, tmp_path: Path) -> Iterator[Target]:
+    """``target``, given a result backend of its own (a private Redis prefix) when its broker
+    keeps no results; the prefix is removed afterwards."""
+    if target.kind not in BROKER_ONLY:
+        yield target
+        return
+    with store_url("redis", tmp_path) as results:
+        target.results = results
+        yield target
 
 
 @contextlib.contextmanager
 def shared_target(kind: str, tmp_path: Path) -> Iterator[Target]:
-    """A private prefix (or file) on the shared server, removed afterwards."""
+    """A private prefix, file or vhost on the shared server, removed afterwards."""
     need_module(kind)
-    with store_url(kind, tmp_path) as url:
-        yield Target(kind, url)
+    with store_url(kind, tmp_path) as url, with_results(Target(kind, url), tmp_path) as found:
+        yield found
 
 
 @contextlib.contextmanager
@@ -80,6 +101,9 @@ def own_target(kind: str, tmp_path: Path, *, small: bool = False) -> Iterator[Ta
             subprocess.run(["umount", "-l", str(disk)], check=False, capture_output=True)
     elif kind == "sqlite":
         yield Target(kind, f"sqlite:///{tmp_path}/own.db", workdir=tmp_path)
+    elif kind == "amqp":
+        with own_rabbit(tmp_path) as found:
+            yield found
     elif kind == "redis":
         from tests.integration.test_redis_faults import PrivateRedis
 
@@ -92,8 +116,42 @@ def own_target(kind: str, tmp_path: Path, *, small: bool = False) -> Iterator[Ta
         finally:
             server.kill()
     else:
-        pytest.skip(f"a private {kind} server for this scenario is to be set up with the"
-                    " broker; its rows are to be measured once it lands")
+        raise ValueError(kind)
+
+
+class OwnRabbit(PrivateNode):
+    """A private RabbitMQ node the scenario kills (SIGKILL of its process group, as a crash)
+    and starts again on the same ports and data directory."""
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        proc.wait(60)
+        wait_for(lambda: not port_open(self.port), 30, "the killed node's port still open")
+
+    def ctl(self, *args: str) -> str:
+        """``rabbitmqctl`` against this node (its own Erlang cookie, in its HOME)."""
+        done = subprocess.run(["rabbitmqctl", "-q", "-n", self.name, *args], env=self._env(),
+                              capture_output=True, text=True, timeout=60, check=True)
+        return done.stdout
+
+
+@contextlib.contextmanager
+def own_rabbit(tmp_path: Path) -> Iterator[Target]:
+    """A RabbitMQ node of this test alone (own node name, ports, data directory); results in
+    a private prefix on the shared Redis."""
+    need_module("amqp")
+    node = OwnRabbit(tmp_path / "rabbit")
+    node.start()
+    try:
+        with with_results(Target("amqp", f"{node.url}?prefix=faults.", node, node.base),
+                          tmp_path) as found:
+            yield found
+    finally:
+        node.stop()
 
 
 def small_disk(where: Path, size: str = "24m") -> Path:
@@ -129,6 +187,7 @@ class Fleet:
         self.faults = ledger.Faults()
         self.procs: list[subprocess.Popen[bytes]] = []
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), "CONVEYOR_BROKER_URL": target.url,
+                    "CONVEYOR_RESULT_BACKEND": target.backend,
                     "FAULTS_LEDGER": str(self.ledger), "CONVEYOR_EVENTS": "false"}
 
     def start(self, *args: str, pool: str = "thread", concurrency: int = 4, lease: float = 2.0,
@@ -189,10 +248,10 @@ def children(pid: int) -> list[int]:
         return []
 
 
-def bind_app(url: str) -> Conveyor:
-    """The fault app in this (producer) process, bound to ``url``."""
+def bind_app(target: Target) -> Conveyor:
+    """The fault app in this (producer) process, bound to the target's broker and backend."""
     faultapp.app.close()
-    faultapp.app.broker_url = faultapp.app.backend_url = url
+    faultapp.app.broker_url, faultapp.app.backend_url = target.url, target.backend
     return faultapp.app
 
 

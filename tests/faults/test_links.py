@@ -55,7 +55,8 @@ def test_link_cut_mid_publish(target: Target, proxy: Proxy, fleet: Fleet, app: C
     same id published again after an error runs at most once."""
     calls = 1500 if LONG else 150
     fleet.start(concurrency=4)
-    producer = Conveyor("faults-producer", broker=through(target.url, proxy.port))
+    producer = Conveyor("faults-producer", broker=through(target.url, proxy.port),
+                        backend=target.backend)
     rng = random.Random(5)
     accepted, raised, retried = set(), set(), 0
     faults: dict[str, int] = {}
