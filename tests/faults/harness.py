@@ -27,6 +27,7 @@ from typing import Any
 import pytest
 
 from conveyor import Conveyor
+from conveyor.brokers.amqp import AmqpBroker
 from tests.faults import faultapp, ledger
 from tests.rabbit_node import PrivateNode, port_open
 from tests.stores import store_url
@@ -119,6 +120,10 @@ def own_target(kind: str, tmp_path: Path, *, small: bool = False) -> Iterator[Ta
         raise ValueError(kind)
 
 
+#: The private RabbitMQ nodes of running scenarios, by AMQP port.
+NODES: dict[int, OwnRabbit] = {}
+
+
 class OwnRabbit(PrivateNode):
     """A private RabbitMQ node the scenario kills (SIGKILL of its process group, as a crash)
     and starts again on the same ports and data directory."""
@@ -146,11 +151,13 @@ def own_rabbit(tmp_path: Path) -> Iterator[Target]:
     need_module("amqp")
     node = OwnRabbit(tmp_path / "rabbit")
     node.start()
+    NODES[node.port] = node
     try:
         with with_results(Target("amqp", f"{node.url}?prefix=faults.", node, node.base),
                           tmp_path) as found:
             yield found
     finally:
+        NODES.pop(node.port, None)
         node.stop()
 
 
@@ -272,7 +279,26 @@ def enqueue(count: int, low: float, high: float, chunk: int = 50) -> list[str]:
 
 def settled(app: Conveyor, queue: str = "default") -> bool:
     stats = app.broker.stats(queue)  # type: ignore[attr-defined]
-    return (stats.ready, stats.in_flight, stats.delayed) == (0, 0, 0)
+    held = stats.in_flight if not isinstance(app.broker, AmqpBroker) else in_flight(app, queue)
+    return (stats.ready, held, stats.delayed) == (0, 0, 0)
+
+
+def in_flight(app: Conveyor, queue: str = "default") -> int:
+    """Messages of ``queue`` handed out and not settled, by any process. RabbitMQ tells that
+    only through its management tools (its stats count what this process holds):
+    ``rabbitmqctl list_queues messages_unacknowledged``, on the shared or the test's own node."""
+    broker = app.broker
+    if not isinstance(broker, AmqpBroker):
+        return int(broker.stats(queue).in_flight)  # type: ignore[attr-defined]
+    options = broker.options
+    args = ("list_queues", "-p", options.vhost, "name", "messages_unacknowledged",
+            "--no-table-headers")
+    node = NODES.get(options.port)
+    out = node.ctl(*args) if node is not None else subprocess.run(
+        ["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60,
+        check=True).stdout
+    counts = dict(line.split()[:2] for line in out.splitlines() if len(line.split()) >= 2)
+    return int(counts.get(options.prefix + queue, 0))
 
 
 @dataclass
