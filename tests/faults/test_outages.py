@@ -21,6 +21,11 @@ from tests.faults.harness import LONG, ROOT, Figures, Fleet, Target, settled, wa
 pytestmark = [pytest.mark.slow, pytest.mark.own_server, pytest.mark.timeout(1800 if LONG else 150)]
 
 
+#: How a publish to a server that is down fails, per broker.
+UNREACHABLE = {"redis": "BrokerUnavailable: cannot reach",
+               "amqp": "BrokerUnavailable: RabbitMQ at"}
+
+
 class Stream(threading.Thread):
     """Publishes chunks of short tasks until stopped: the ids whose publish returned, and when
     and how each refused publish failed."""
@@ -51,12 +56,20 @@ def first_start_after(fleet: Fleet, at: float) -> float:
                default=float("inf"))
 
 
+#: The open RabbitMQ restart defect (tests/integration/test_amqp_node.py marks it the same way):
+#: here the workers that were connected when the node died never consume again.
+AMQP_RESTART = ("open: after the node restarts, some confirmed publishes are not run within"
+                " 30 s (worker resumption or redelivery not yet diagnosed)")
+
+
 def test_broker_killed_and_restarted(target: Target, fleet: Fleet, app: Conveyor,
-                                     figures: Figures) -> None:
-    """4. Redis SIGKILLed and restarted under load: every publish that returned still runs,
-    publishes during the outage raise, consumers resume within 10 s."""
+                                     figures: Figures, request: pytest.FixtureRequest) -> None:
+    """4. Redis or RabbitMQ SIGKILLed and restarted under load: every publish that returned
+    still runs, publishes during the outage raise, consumers resume within 10 s."""
     if target.kind == "sqlite":
         pytest.skip("SQLite has no server: see test_sqlite_writer_killed_mid_commit")
+    if target.kind == "amqp":  # run by `make faults`, which then reports it fixed (XPASS)
+        request.applymarker(pytest.mark.xfail(reason=AMQP_RESTART, run=LONG, strict=False))
     cycles, up, down = (5, 20.0, 5.0) if LONG else (2, 2.0, 2.0)
     for _ in range(2):
         fleet.start(concurrency=4)
@@ -90,7 +103,7 @@ def test_broker_killed_and_restarted(target: Target, fleet: Fleet, app: Conveyor
                 error=stream.refused[0][1] if stream.refused else "")
     figures.publish()
     assert verdict.clean, verdict
-    assert during and all(text.startswith("BrokerUnavailable: cannot reach") for text in during)
+    assert during and all(text.startswith(UNREACHABLE[target.kind]) for text in during), during[:3]
     assert max(resumes) < 10, resumes
     assert all(p.poll() is None for p in fleet.procs)  # the workers rode it out themselves
 
