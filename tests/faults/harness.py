@@ -41,6 +41,11 @@ MODULES = {"sqlite": "conveyor.brokers.sqlite", "redis": "conveyor.brokers.redis
 #: Brokers that carry messages only: their results go to a private prefix on the shared Redis.
 BROKER_ONLY = {"amqp"}
 
+#: The open RabbitMQ restart defect (tests/integration/test_amqp_node.py marks it the same way):
+#: in scenarios 4 and 9, clients connected when a private node died never work again.
+AMQP_RESTART = ("open: after the node restarts, some confirmed publishes are not run within"
+                " 30 s (worker resumption or redelivery not yet diagnosed)")
+
 #: The long versions: ``make faults`` (FAULTS_LONG=1) runs them, ``make test`` the short ones.
 LONG = bool(os.environ.get("FAULTS_LONG"))
 
@@ -138,9 +143,11 @@ class OwnRabbit(PrivateNode):
         wait_for(lambda: not port_open(self.port), 30, "the killed node's port still open")
 
     def ctl(self, *args: str) -> str:
-        """``rabbitmqctl`` against this node (its own Erlang cookie, in its HOME)."""
-        done = subprocess.run(["rabbitmqctl", "-q", "-n", self.name, *args], env=self._env(),
-                              capture_output=True, text=True, timeout=60, check=True)
+        """``rabbitmqctl`` against this node, with its own Erlang cookie (from its HOME; the CLI
+        itself runs with the rabbitmq user's)."""
+        cookie = (self.base / ".erlang.cookie").read_text().strip()
+        done = subprocess.run(["rabbitmqctl", "-q", "-n", self.name, "--erlang-cookie", cookie,
+                               *args], capture_output=True, text=True, timeout=60, check=True)
         return done.stdout
 
 

@@ -11,8 +11,7 @@ import pytest
 
 from conveyor import Conveyor
 from tests.faults import faultapp, ledger
-from tests.faults.harness import LONG, Figures, Fleet, Target, settled, wait_for
-from tests.faults.test_outages import AMQP_RESTART
+from tests.faults.harness import AMQP_RESTART, LONG, Figures, Fleet, Target, settled, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.own_server, pytest.mark.timeout(1800 if LONG else 150)]
 

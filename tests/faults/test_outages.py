@@ -16,7 +16,16 @@ import pytest
 from conveyor import Conveyor
 from conveyor.errors import BrokerError
 from tests.faults import faultapp, ledger
-from tests.faults.harness import LONG, ROOT, Figures, Fleet, Target, settled, wait_for
+from tests.faults.harness import (
+    AMQP_RESTART,
+    LONG,
+    ROOT,
+    Figures,
+    Fleet,
+    Target,
+    settled,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.own_server, pytest.mark.timeout(1800 if LONG else 150)]
 
@@ -54,12 +63,6 @@ class Stream(threading.Thread):
 def first_start_after(fleet: Fleet, at: float) -> float:
     return min((r.started for r in ledger.read_runs(fleet.ledger) if r.started > at),
                default=float("inf"))
-
-
-#: The open RabbitMQ restart defect (tests/integration/test_amqp_node.py marks it the same way):
-#: here the workers that were connected when the node died never consume again.
-AMQP_RESTART = ("open: after the node restarts, some confirmed publishes are not run within"
-                " 30 s (worker resumption or redelivery not yet diagnosed)")
 
 
 def test_broker_killed_and_restarted(target: Target, fleet: Fleet, app: Conveyor,
