@@ -11,18 +11,16 @@ import pytest
 
 from conveyor import Conveyor
 from tests.faults import faultapp, ledger
-from tests.faults.harness import AMQP_RESTART, LONG, Figures, Fleet, Target, settled, wait_for
+from tests.faults.harness import LONG, Figures, Fleet, Target, settled, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.own_server, pytest.mark.timeout(1800 if LONG else 150)]
 
 
+@pytest.mark.amqp_restart
 def test_eta_tasks_across_kills_and_restarts(target: Target, fleet: Fleet, app: Conveyor,
-                                             figures: Figures,
-                                             request: pytest.FixtureRequest) -> None:
+                                             figures: Figures) -> None:
     """9. Tasks due over the next seconds while workers are SIGKILLed and the broker restarts:
     each runs once (reruns only of what a kill or the outage cut short), none before its ETA."""
-    if target.kind == "amqp":  # run by `make faults`, which then reports it fixed (XPASS)
-        request.applymarker(pytest.mark.xfail(reason=AMQP_RESTART, run=LONG, strict=False))
     count, spread = (2000, 120.0) if LONG else (100, 8.0)
     rng = random.Random(9)
     for _ in range(2):

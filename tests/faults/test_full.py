@@ -109,12 +109,11 @@ def test_store_out_of_space(target: Target, fleet: Fleet, app: Conveyor,
     assert worker.poll() is None
 
 
+@pytest.mark.brokers("sqlite")  # read-only applies to a database file
 def test_sqlite_read_only(target: Target, fleet: Fleet, app: Conveyor, tmp_path: Path,
                           figures: Figures) -> None:
     """12 (SQLite). A producer whose view of the database is read-only (a read-only bind mount
     of its directory) gets a clear error; the queue and the worker are unharmed."""
-    if target.kind != "sqlite":
-        pytest.skip("read-only applies to a database file")
     assert target.workdir is not None
     before = {r.id for r in faultapp.app.send_many([faultapp.work.s(0.01) for _ in range(50)])}
     fleet.start(concurrency=2)

@@ -17,7 +17,6 @@ from conveyor import Conveyor
 from conveyor.errors import BrokerError
 from tests.faults import faultapp, ledger
 from tests.faults.harness import (
-    AMQP_RESTART,
     LONG,
     ROOT,
     Figures,
@@ -65,14 +64,12 @@ def first_start_after(fleet: Fleet, at: float) -> float:
                default=float("inf"))
 
 
+@pytest.mark.brokers("redis", "amqp")
+@pytest.mark.amqp_restart
 def test_broker_killed_and_restarted(target: Target, fleet: Fleet, app: Conveyor,
-                                     figures: Figures, request: pytest.FixtureRequest) -> None:
+                                     figures: Figures) -> None:
     """4. Redis or RabbitMQ SIGKILLed and restarted under load: every publish that returned
     still runs, publishes during the outage raise, consumers resume within 10 s."""
-    if target.kind == "sqlite":
-        pytest.skip("SQLite has no server: see test_sqlite_writer_killed_mid_commit")
-    if target.kind == "amqp":  # run by `make faults`, which then reports it fixed (XPASS)
-        request.applymarker(pytest.mark.xfail(reason=AMQP_RESTART, run=LONG, strict=False))
     cycles, up, down = (5, 20.0, 5.0) if LONG else (2, 2.0, 2.0)
     for _ in range(2):
         fleet.start(concurrency=4)
@@ -111,12 +108,11 @@ def test_broker_killed_and_restarted(target: Target, fleet: Fleet, app: Conveyor
     assert all(p.poll() is None for p in fleet.procs)  # the workers rode it out themselves
 
 
+@pytest.mark.brokers("sqlite")  # the writer of a server broker is the server: see above
 def test_sqlite_writer_killed_mid_commit(target: Target, fleet: Fleet, app: Conveyor,
                                          figures: Figures) -> None:
     """4 (SQLite). Producer processes SIGKILLed at random while they publish: every publish
     that returned runs, the database stays sound, the workers go on."""
-    if target.kind != "sqlite":
-        pytest.skip("the writer of a server broker is the server: see the scenario above")
     kills = 20 if LONG else 4
     for _ in range(2):
         fleet.start(concurrency=4)
