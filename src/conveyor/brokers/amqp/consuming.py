@@ -208,11 +208,11 @@ class AmqpConsumer(Consumer):
         raw = self._raw
         if raw is None or raw.is_closed:
             return
-        with contextlib.suppress(Exception):
-            for tag in self._tags:
-                await raw.basic_cancel(tag)
         self._giving_back = True  # the channel must outlive each copy's ack, or both run
         try:
+            with contextlib.suppress(Exception):
+                for tag in self._tags:
+                    await raw.basic_cancel(tag)
             await self._give_back_buffer()
         finally:
             self._giving_back = False
