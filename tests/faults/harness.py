@@ -27,16 +27,24 @@ from typing import Any
 import pytest
 
 from conveyor import Conveyor
+from conveyor.brokers.amqp import AmqpBroker
 from tests.faults import faultapp, ledger
+from tests.rabbit_node import PrivateNode, port_open
 from tests.stores import store_url
 
 ROOT = Path(__file__).resolve().parents[2]
 
 #: Every broker of the matrix; a broker whose module is not there yet is skipped, saying so.
-#: RabbitMQ joins once the harness gives a broker-only store its own result backend.
-BROKERS = ["sqlite", "redis"]
+BROKERS = ["sqlite", "redis", "amqp"]
 MODULES = {"sqlite": "conveyor.brokers.sqlite", "redis": "conveyor.brokers.redis",
            "amqp": "conveyor.brokers.amqp"}
+#: Brokers that carry messages only: their results go to a private prefix on the shared Redis.
+BROKER_ONLY = {"amqp"}
+
+#: The open RabbitMQ restart defect (tests/integration/test_amqp_node.py marks it the same way):
+#: in scenarios 4 and 9, clients connected when a private node died never work again.
+AMQP_RESTART = ("open: after the node restarts, some confirmed publishes are not run within"
+                " 30 s (worker resumption or redelivery not yet diagnosed)")
 
 #: The long versions: ``make faults`` (FAULTS_LONG=1) runs them, ``make test`` the short ones.
 LONG = bool(os.environ.get("FAULTS_LONG"))
@@ -50,20 +58,39 @@ def need_module(kind: str) -> None:
 
 @dataclass
 class Target:
-    """The broker under test: its kind, URL, and its own server when the scenario kills it."""
+    """The broker under test: its kind, URL, its own server when the scenario kills it, and
+    for a broker-only store (RabbitMQ) the result backend beside it."""
 
     kind: str
     url: str
     server: Any = None
     workdir: Path | None = None
+    results: str | None = None
+
+    @property
+    def backend(self) -> str:
+        """The result backend's URL: the broker's own store unless it is broker-only."""
+        return self.results or self.url
+
+
+@contextlib.contextmanager
+def with_results(target: Target, tmp_path: Path) -> Iterator[Target]:
+    """``target``, given a result backend of its own (a private Redis prefix) when its broker
+    keeps no results; the prefix is removed afterwards."""
+    if target.kind not in BROKER_ONLY:
+        yield target
+        return
+    with store_url("redis", tmp_path) as results:
+        target.results = results
+        yield target
 
 
 @contextlib.contextmanager
 def shared_target(kind: str, tmp_path: Path) -> Iterator[Target]:
-    """A private prefix (or file) on the shared server, removed afterwards."""
+    """A private prefix, file or vhost on the shared server, removed afterwards."""
     need_module(kind)
-    with store_url(kind, tmp_path) as url:
-        yield Target(kind, url)
+    with store_url(kind, tmp_path) as url, with_results(Target(kind, url), tmp_path) as found:
+        yield found
 
 
 @contextlib.contextmanager
@@ -80,6 +107,9 @@ def own_target(kind: str, tmp_path: Path, *, small: bool = False) -> Iterator[Ta
             subprocess.run(["umount", "-l", str(disk)], check=False, capture_output=True)
     elif kind == "sqlite":
         yield Target(kind, f"sqlite:///{tmp_path}/own.db", workdir=tmp_path)
+    elif kind == "amqp":
+        with own_rabbit(tmp_path) as found:
+            yield found
     elif kind == "redis":
         from tests.integration.test_redis_faults import PrivateRedis
 
@@ -92,8 +122,50 @@ def own_target(kind: str, tmp_path: Path, *, small: bool = False) -> Iterator[Ta
         finally:
             server.kill()
     else:
-        pytest.skip(f"a private {kind} server for this scenario is to be set up with the"
-                    " broker; its rows are to be measured once it lands")
+        raise ValueError(kind)
+
+
+#: The private RabbitMQ nodes of running scenarios, by AMQP port.
+NODES: dict[int, OwnRabbit] = {}
+
+
+class OwnRabbit(PrivateNode):
+    """A private RabbitMQ node the scenario kills (SIGKILL of its process group, as a crash)
+    and starts again on the same ports and data directory."""
+
+    def kill(self, sig: int = signal.SIGKILL) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, sig)
+        proc.wait(60)
+        wait_for(lambda: not port_open(self.port), 30, "the killed node's port still open")
+
+    def ctl(self, *args: str) -> str:
+        """``rabbitmqctl`` against this node, with its own Erlang cookie (from its HOME; the CLI
+        itself runs with the rabbitmq user's)."""
+        cookie = (self.base / ".erlang.cookie").read_text().strip()
+        done = subprocess.run(["rabbitmqctl", "-q", "-n", self.name, "--erlang-cookie", cookie,
+                               *args], capture_output=True, text=True, timeout=60, check=True)
+        return done.stdout
+
+
+@contextlib.contextmanager
+def own_rabbit(tmp_path: Path) -> Iterator[Target]:
+    """A RabbitMQ node of this test alone (own node name, ports, data directory); results in
+    a private prefix on the shared Redis."""
+    need_module("amqp")
+    node = OwnRabbit(tmp_path / "rabbit")
+    node.start()
+    NODES[node.port] = node
+    try:
+        with with_results(Target("amqp", f"{node.url}?prefix=faults.", node, node.base),
+                          tmp_path) as found:
+            yield found
+    finally:
+        NODES.pop(node.port, None)
+        node.stop()
 
 
 def small_disk(where: Path, size: str = "24m") -> Path:
@@ -129,6 +201,7 @@ class Fleet:
         self.faults = ledger.Faults()
         self.procs: list[subprocess.Popen[bytes]] = []
         self.env = {**os.environ, "PYTHONPATH": str(ROOT), "CONVEYOR_BROKER_URL": target.url,
+                    "CONVEYOR_RESULT_BACKEND": target.backend,
                     "FAULTS_LEDGER": str(self.ledger), "CONVEYOR_EVENTS": "false"}
 
     def start(self, *args: str, pool: str = "thread", concurrency: int = 4, lease: float = 2.0,
@@ -189,10 +262,10 @@ def children(pid: int) -> list[int]:
         return []
 
 
-def bind_app(url: str) -> Conveyor:
-    """The fault app in this (producer) process, bound to ``url``."""
+def bind_app(target: Target) -> Conveyor:
+    """The fault app in this (producer) process, bound to the target's broker and backend."""
     faultapp.app.close()
-    faultapp.app.broker_url = faultapp.app.backend_url = url
+    faultapp.app.broker_url, faultapp.app.backend_url = target.url, target.backend
     return faultapp.app
 
 
@@ -213,7 +286,26 @@ def enqueue(count: int, low: float, high: float, chunk: int = 50) -> list[str]:
 
 def settled(app: Conveyor, queue: str = "default") -> bool:
     stats = app.broker.stats(queue)  # type: ignore[attr-defined]
-    return (stats.ready, stats.in_flight, stats.delayed) == (0, 0, 0)
+    held = stats.in_flight if not isinstance(app.broker, AmqpBroker) else in_flight(app, queue)
+    return (stats.ready, held, stats.delayed) == (0, 0, 0)
+
+
+def in_flight(app: Conveyor, queue: str = "default") -> int:
+    """Messages of ``queue`` handed out and not settled, by any process. RabbitMQ tells that
+    only through its management tools (its stats count what this process holds):
+    ``rabbitmqctl list_queues messages_unacknowledged``, on the shared or the test's own node."""
+    broker = app.broker
+    if not isinstance(broker, AmqpBroker):
+        return int(broker.stats(queue).in_flight)  # type: ignore[attr-defined]
+    options = broker.options
+    args = ("list_queues", "-p", options.vhost, "name", "messages_unacknowledged",
+            "--no-table-headers")
+    node = NODES.get(options.port)
+    out = node.ctl(*args) if node is not None else subprocess.run(
+        ["rabbitmqctl", "-q", *args], capture_output=True, text=True, timeout=60,
+        check=True).stdout
+    counts = dict(line.split()[:2] for line in out.splitlines() if len(line.split()) >= 2)
+    return int(counts.get(options.prefix + queue, 0))
 
 
 @dataclass

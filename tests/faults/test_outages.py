@@ -16,9 +16,22 @@ import pytest
 from conveyor import Conveyor
 from conveyor.errors import BrokerError
 from tests.faults import faultapp, ledger
-from tests.faults.harness import LONG, ROOT, Figures, Fleet, Target, settled, wait_for
+from tests.faults.harness import (
+    LONG,
+    ROOT,
+    Figures,
+    Fleet,
+    Target,
+    settled,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.own_server, pytest.mark.timeout(1800 if LONG else 150)]
+
+
+#: How a publish to a server that is down fails, per broker.
+UNREACHABLE = {"redis": "BrokerUnavailable: cannot reach",
+               "amqp": "BrokerUnavailable: RabbitMQ at"}
 
 
 class Stream(threading.Thread):
@@ -51,12 +64,12 @@ def first_start_after(fleet: Fleet, at: float) -> float:
                default=float("inf"))
 
 
+@pytest.mark.brokers("redis", "amqp")
+@pytest.mark.amqp_restart
 def test_broker_killed_and_restarted(target: Target, fleet: Fleet, app: Conveyor,
                                      figures: Figures) -> None:
-    """4. Redis SIGKILLed and restarted under load: every publish that returned still runs,
-    publishes during the outage raise, consumers resume within 10 s."""
-    if target.kind == "sqlite":
-        pytest.skip("SQLite has no server: see test_sqlite_writer_killed_mid_commit")
+    """4. Redis or RabbitMQ SIGKILLed and restarted under load: every publish that returned
+    still runs, publishes during the outage raise, consumers resume within 10 s."""
     cycles, up, down = (5, 20.0, 5.0) if LONG else (2, 2.0, 2.0)
     for _ in range(2):
         fleet.start(concurrency=4)
@@ -90,17 +103,16 @@ def test_broker_killed_and_restarted(target: Target, fleet: Fleet, app: Conveyor
                 error=stream.refused[0][1] if stream.refused else "")
     figures.publish()
     assert verdict.clean, verdict
-    assert during and all(text.startswith("BrokerUnavailable: cannot reach") for text in during)
+    assert during and all(text.startswith(UNREACHABLE[target.kind]) for text in during), during[:3]
     assert max(resumes) < 10, resumes
     assert all(p.poll() is None for p in fleet.procs)  # the workers rode it out themselves
 
 
+@pytest.mark.brokers("sqlite")  # the writer of a server broker is the server: see above
 def test_sqlite_writer_killed_mid_commit(target: Target, fleet: Fleet, app: Conveyor,
                                          figures: Figures) -> None:
     """4 (SQLite). Producer processes SIGKILLed at random while they publish: every publish
     that returned runs, the database stays sound, the workers go on."""
-    if target.kind != "sqlite":
-        pytest.skip("the writer of a server broker is the server: see the scenario above")
     kills = 20 if LONG else 4
     for _ in range(2):
         fleet.start(concurrency=4)

@@ -11,7 +11,16 @@ import pytest
 
 from conveyor import Conveyor
 from tests.faults import faultapp, ledger
-from tests.faults.harness import LONG, Figures, Fleet, Target, enqueue, settled, wait_for
+from tests.faults.harness import (
+    LONG,
+    Figures,
+    Fleet,
+    Target,
+    enqueue,
+    in_flight,
+    settled,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800 if LONG else 150)]
 
@@ -74,16 +83,14 @@ def test_graceful_shutdown_under_load(target: Target, fleet: Fleet, app: Conveyo
     given_back, exits = [], []
     for _ in range(rounds):
         worker = fleet.start("--prefetch", "16", concurrency=2, lease=60.0)
-        wait_for(lambda: app.broker.stats("default").in_flight >= 10, 60,  # type: ignore
-                 "the worker never prefetched")
+        wait_for(lambda: in_flight(app) >= 10, 60, "the worker never prefetched")
         time.sleep(1.0)
         stopped = time.monotonic()
         worker.send_signal(signal.SIGTERM)
         assert worker.wait(60) == 0
         exits.append(time.monotonic() - stopped)
-        stats = app.broker.stats("default")  # type: ignore[attr-defined]
-        assert stats.in_flight == 0, "prefetched tasks were not given back at exit"
-        given_back.append(stats.ready)
+        assert in_flight(app) == 0, "prefetched tasks were not given back at exit"
+        given_back.append(app.broker.stats("default").ready)  # type: ignore[attr-defined]
     back = time.monotonic()
     for _ in range(3 if LONG else 1):
         fleet.start(concurrency=8 if LONG else 4, lease=60.0)

@@ -33,6 +33,7 @@ import aiormq.abc
 from aio_pika.abc import AbstractChannel
 
 from ...errors import BrokerError, LeaseLost
+from .. import base
 from ..base import Consumer, Delivery, Envelope, ResultWrite, _store
 from . import publishing, topology
 from .connection import Client, driver_errors
@@ -64,8 +65,10 @@ class AmqpConsumer(Consumer):
         self._seq = itertools.count()
         self._wake = asyncio.Event()
         self._closed = False
+        self._giving_back = False  # while close() gives prefetched messages back
         self.held: set[AmqpDelivery] = set()
         self._closer: asyncio.Future[None] | None = None
+        self._closing: asyncio.Future[None] | None = None
 
     async def __anext__(self) -> Delivery:
         while not self._closed:
@@ -105,6 +108,8 @@ class AmqpConsumer(Consumer):
 
     def _receiver(self, rank: int, name: str, physical: str) -> Any:
         async def receive(message: aiormq.abc.DeliveredMessage) -> None:
+            if base._crash_after_claims:  # the test hook: handed out, not yet held
+                base.crash_point()
             priority = message.header.properties.priority or 0
             heapq.heappush(self._buffer, (-priority, rank, next(self._seq), message, name,
                                           physical))
@@ -192,23 +197,30 @@ class AmqpConsumer(Consumer):
 
     def settled(self, delivery: AmqpDelivery) -> None:
         self.held.discard(delivery)
-        if self._closed and not self.held:
+        if self._closed and not self.held and not self._giving_back:
             self._closer = asyncio.ensure_future(self._close_channel())
 
     async def close(self) -> None:
         """Stop the subscriptions, give back prefetched messages, keep the channel open until
-        the deliveries already handed out are settled."""
-        if self._closed:
-            return
+        the deliveries already handed out are settled. A second call waits for the first."""
+        if self._closing is None:
+            self._closing = asyncio.ensure_future(self._close())
+        await asyncio.shield(self._closing)
+
+    async def _close(self) -> None:
         self._closed = True
         self._wake.set()
         raw = self._raw
         if raw is None or raw.is_closed:
             return
-        with contextlib.suppress(Exception):
-            for tag in self._tags:
-                await raw.basic_cancel(tag)
-        await self._give_back_buffer()
+        self._giving_back = True  # the channel must outlive each copy's ack, or both run
+        try:
+            with contextlib.suppress(Exception):
+                for tag in self._tags:
+                    await raw.basic_cancel(tag)
+            await self._give_back_buffer()
+        finally:
+            self._giving_back = False
         if not self.held:
             await self._close_channel()
 

@@ -3,7 +3,8 @@
 A publish returns once RabbitMQ confirmed every message; a bulk publish sends them all, then
 waits for their confirms together. A negative confirm or a message returned as unroutable
 raises :class:`PublishRefused`; a lost connection :class:`BrokerUnavailable` (a message whose
-confirm was lost may still have been queued: at least once, as with any broker).
+confirm was lost may still have been queued: at least once, as with any broker), and so does a
+confirm that takes longer than ``confirm_timeout``, as while a resource alarm blocks publishers.
 
 What a message carries besides its body, in AMQP properties: ``message_id`` (the task id),
 ``content_type``, ``priority``, persistent delivery mode; and in headers: ``x-conveyor-attempt``
@@ -25,7 +26,7 @@ import aiormq.abc
 from pamqp.commands import Basic
 
 from ...clock import Clock
-from ...errors import ConfigurationError, PublishRefused
+from ...errors import BrokerUnavailable, ConfigurationError, PublishRefused
 from ..base import Envelope
 from . import delays, topology
 from .connection import Client, driver_errors
@@ -84,6 +85,12 @@ def _check(client: Client, out: Outgoing, answer: object) -> None:
     if isinstance(answer, Basic.Nack | Basic.Reject):
         raise PublishRefused(f"RabbitMQ refused message {out.envelope.id} for {where}"
                              " (negative confirm)")
+    if isinstance(answer, TimeoutError):
+        raise BrokerUnavailable(
+            f"RabbitMQ did not confirm message {out.envelope.id} for {where} within"
+            f" {client.options.confirm_timeout:g} s (confirm_timeout): a memory or disk alarm"
+            " blocks publishers until it clears (rabbitmqctl status), or the link is too slow;"
+            " the message may still be queued later")
     if isinstance(answer, BaseException):
         with driver_errors(client.options, "publish"):
             raise answer
