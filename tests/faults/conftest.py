@@ -9,9 +9,7 @@ import pytest
 
 from conveyor import Conveyor
 from tests.faults.harness import (
-    AMQP_RESTART,
     BROKERS,
-    LONG,
     Figures,
     Fleet,
     Target,
@@ -27,8 +25,6 @@ def pytest_configure(config: pytest.Config) -> None:
                             " filesystem)")
     config.addinivalue_line("markers", "brokers(*kinds): the scenario applies to these brokers"
                             " only (the others are skipped before their server is set up)")
-    config.addinivalue_line("markers", "amqp_restart: on RabbitMQ the scenario meets the open"
-                            " restart defect: an expected failure, run by `make faults` only")
 
 
 @pytest.fixture(params=BROKERS)
@@ -38,10 +34,6 @@ def target(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Target]:
     only = request.node.get_closest_marker("brokers")
     if only is not None and request.param not in only.args:
         pytest.skip(f"applies to {', '.join(only.args)} only")
-    if request.param == "amqp" and request.node.get_closest_marker("amqp_restart"):
-        if not LONG:
-            pytest.xfail(AMQP_RESTART)
-        request.applymarker(pytest.mark.xfail(reason=AMQP_RESTART, strict=False))
     own = request.node.get_closest_marker("own_server")
     if own is None:
         with shared_target(request.param, tmp_path) as found:

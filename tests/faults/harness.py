@@ -41,10 +41,6 @@ MODULES = {"sqlite": "conveyor.brokers.sqlite", "redis": "conveyor.brokers.redis
 #: Brokers that carry messages only: their results go to a private prefix on the shared Redis.
 BROKER_ONLY = {"amqp"}
 
-#: The open RabbitMQ restart defect (tests/integration/test_amqp_node.py marks it the same way):
-#: in scenarios 4 and 9, clients connected when a private node died never work again.
-AMQP_RESTART = ("open: after the node restarts, some confirmed publishes are not run within"
-                " 30 s (worker resumption or redelivery not yet diagnosed)")
 
 #: The long versions: ``make faults`` (FAULTS_LONG=1) runs them, ``make test`` the short ones.
 LONG = bool(os.environ.get("FAULTS_LONG"))

@@ -16,7 +16,6 @@ from tests.faults.harness import LONG, Figures, Fleet, Target, settled, wait_for
 pytestmark = [pytest.mark.slow, pytest.mark.own_server, pytest.mark.timeout(1800 if LONG else 150)]
 
 
-@pytest.mark.amqp_restart
 def test_eta_tasks_across_kills_and_restarts(target: Target, fleet: Fleet, app: Conveyor,
                                              figures: Figures) -> None:
     """9. Tasks due over the next seconds while workers are SIGKILLed and the broker restarts:

@@ -49,18 +49,10 @@ def arm(proxy: Proxy, rng: random.Random) -> str:
     return fault
 
 
-#: What scenario 5 shows on RabbitMQ: after the proxy cut its link, the producer's client keeps
-#: the dead connection, so even the unfaulted last try of each call raises.
-AMQP_RECONNECT = ("open: once its connection was cut, a RabbitMQ client does not connect again"
-                  " (the defect behind the node-restart failures)")
-
-
 def test_link_cut_mid_publish(target: Target, proxy: Proxy, fleet: Fleet, app: Conveyor,
-                              figures: Figures, request: pytest.FixtureRequest) -> None:
+                              figures: Figures) -> None:
     """5. Each publish either returned (its task runs once) or raised a Conveyor error; the
     same id published again after an error runs at most once."""
-    if target.kind == "amqp":
-        request.applymarker(pytest.mark.xfail(reason=AMQP_RECONNECT, strict=False))
     calls = 1500 if LONG else 150
     fleet.start(concurrency=4)
     producer = Conveyor("faults-producer", broker=through(target.url, proxy.port),

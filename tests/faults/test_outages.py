@@ -65,7 +65,6 @@ def first_start_after(fleet: Fleet, at: float) -> float:
 
 
 @pytest.mark.brokers("redis", "amqp")
-@pytest.mark.amqp_restart
 def test_broker_killed_and_restarted(target: Target, fleet: Fleet, app: Conveyor,
                                      figures: Figures) -> None:
     """4. Redis or RabbitMQ SIGKILLed and restarted under load: every publish that returned
