@@ -1,10 +1,9 @@
-from celery.result import AsyncResult
 from fastapi import Body, FastAPI, Form, Request
 from fastapi.responses import JSONResponse
 from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 
-from worker import create_task
+from worker import celery, create_task  # was: from worker import create_task
 
 
 app = FastAPI()
@@ -15,7 +14,8 @@ templates = Jinja2Templates(directory="templates")
 
 @app.get("/")
 def home(request: Request):
-    return templates.TemplateResponse("home.html", context={"request": request})
+    # FastAPI 0.95 -> 0.165 (not the port): Starlette 1 takes the request first
+    return templates.TemplateResponse(request, "home.html")
 
 
 @app.post("/tasks", status_code=201)
@@ -27,7 +27,7 @@ def run_task(payload = Body(...)):
 
 @app.get("/tasks/{task_id}")
 def get_status(task_id):
-    task_result = AsyncResult(task_id)
+    task_result = celery.AsyncResult(task_id)  # was: AsyncResult(task_id)
     result = {
         "task_id": task_id,
         "task_status": task_result.status,

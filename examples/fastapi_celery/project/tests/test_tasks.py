@@ -1,4 +1,3 @@
-import json
 from unittest.mock import patch
 
 from worker import create_task
@@ -28,9 +27,9 @@ def test_mock_task(mock_run):
 
 
 def test_task_status(test_app):
-    response = test_app.post(
+    response = test_app.post(  # FastAPI 0.95 -> 0.165 (not the port): a JSON body says so
         "/tasks",
-        data=json.dumps({"type": 1})
+        json={"type": 1}
     )
     content = response.json()
     task_id = content["task_id"]
