@@ -6,7 +6,7 @@ import builtins
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from .brokers.base import UNTRACKED_START, StoredResult
@@ -97,6 +97,9 @@ class Outcome:
         try:
             data = codec.dumps(self._to_dict())
         except SerializationError as exc:
+            if self.error is not None and exc.path[:1] == ("error",) and self.error.args:
+                plain = replace(self.error, args=(self.error.message,))  # type and trace kept
+                return replace(self, error=plain).encode(codec, attempt)
             where = describe_path(exc.path[2:] if exc.path[:1] == ("value",) else (), "result")
             error = SerializationError(
                 f"the result of task {self.task or '?'} ({type(self.value).__name__}) cannot be"

@@ -120,3 +120,8 @@ def nap(x: int, seconds: float) -> int:
 
 # The control tests' tasks live in their own module, registered on this app.
 from tests.integration import control_tasks as _control_tasks  # noqa: E402, F401
+
+
+@app.task
+def exits(code: int) -> None:
+    raise SystemExit(code)  # sys.exit() in a task: the task fails, the worker stays

@@ -113,3 +113,15 @@ def test_worker_accepts_a_celery_style_dotted_app_path(app: Conveyor, workers: W
     proc = _worker(env, "tests.integration.taskapp.app", "--pool", "thread", "-l", "warning")
     workers.procs.append(proc)  # type: ignore[arg-type]
     assert taskapp.add.delay(20, 22).get(timeout=20) == 42
+
+
+@pytest.mark.parametrize("pool", ["process", "thread"])
+def test_a_task_calling_sys_exit_fails_and_the_worker_goes_on(
+    app: Conveyor, workers: Workers, pool: str
+) -> None:
+    workers.start("--pool", pool, "-c", "1")
+    result = taskapp.exits.delay(3)
+    with pytest.raises(SystemExit):
+        result.get(timeout=30)
+    assert result.status is State.FAILURE and result.info.code == 3
+    assert taskapp.add.delay(2, 3).get(timeout=30) == 5

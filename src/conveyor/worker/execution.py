@@ -59,12 +59,12 @@ async def run(job: Job) -> Verdict:
     try:
         value = await job.app.middleware.around_run(
             job, lambda: job.runner.call(task, message, attempt))
-    except Exception as exc:
+    except (Exception, SystemExit) as exc:  # a task's sys.exit() fails the task, not the worker
         return failed(job, exc)
     return Verdict.success(value)
 
 
-def failed(job: Job, exc: Exception) -> Verdict:
+def failed(job: Job, exc: Exception | SystemExit) -> Verdict:
     """A failure verdict: dead-lettered too when the app says so (retries may change it)."""
     error = ErrorInfo.from_exception(exc.exc if isinstance(exc, Retry) and exc.exc else exc)
     retries = job.message.retries if job.message is not None else 0

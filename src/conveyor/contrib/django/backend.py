@@ -16,9 +16,6 @@ FAILURE, REVOKED and EXPIRED to FAILED.
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
-from collections.abc import Callable, Iterable
 from datetime import UTC, datetime
 from typing import Any, TypeVar
 
@@ -32,14 +29,10 @@ from ...outcome import Outcome
 from ...states import State
 from ...task import Task as ConveyorTask
 from .app import current_app
-
-_tasks: Any = importlib.import_module("django.tasks" if importlib.util.find_spec(
-    "django.tasks") else "django_tasks")
-try:
-    _backends: Any = importlib.import_module(f"{_tasks.__name__}.backends.base")
-    _exceptions: Any = importlib.import_module(f"{_tasks.__name__}.exceptions")
-except ImportError as exc:  # pragma: no cover
-    raise ConfigurationError("ConveyorBackend needs django.tasks or django-tasks") from exc
+from .native import WORKER, normalize_json, runner, signals
+from .native import backends as _backends
+from .native import exceptions as _exceptions
+from .native import tasks as _tasks
 
 T = TypeVar("T")
 KEY = "django-tasks:"
@@ -81,24 +74,24 @@ class ConveyorBackend(_backends.BaseTaskBackend):
         app, name = self.app, task.module_path
         found = app.tasks.get(name)
         if found is None:
-            found = app.task(name=name, **self.task_options)(_runner(name, task.takes_context))
+            found = app.task(name=name, **self.task_options)(runner(name, task.takes_context))
         return found  # type: ignore[no-any-return]
 
     def enqueue(self, task: Any, args: Any, kwargs: Any) -> Any:
-        self.validate_task(task)
+        args, kwargs = self._checked(task, args, kwargs)
         result_id, message = self._message(task, args, kwargs)
         record = self._record(task, args, kwargs, message.created)
         self._coordination().set_value(KEY + result_id, record, self.app.result_ttl)
         self.app.publish([message])
-        return self._result(task, result_id, "READY", args, kwargs, message.created)
+        return self._enqueued(task, result_id, args, kwargs, message.created)
 
     async def aenqueue(self, task: Any, args: Any, kwargs: Any) -> Any:
-        self.validate_task(task)
+        args, kwargs = self._checked(task, args, kwargs)
         result_id, message = self._message(task, args, kwargs)
         record = self._record(task, args, kwargs, message.created)
         await self._coordination().aset_value(KEY + result_id, record, self.app.result_ttl)
         await self.app.apublish([message])
-        return self._result(task, result_id, "READY", args, kwargs, message.created)
+        return self._enqueued(task, result_id, args, kwargs, message.created)
 
     def get_result(self, result_id: str) -> Any:
         raw = self._coordination().get_value(KEY + result_id)
@@ -111,6 +104,17 @@ class ConveyorBackend(_backends.BaseTaskBackend):
         return self._read(result_id, raw, record)
 
     # -- the parts -------------------------------------------------------------------------
+    def _checked(self, task: Any, args: Any, kwargs: Any) -> tuple[list[Any], dict[str, Any]]:
+        """The task validated and its arguments held to JSON, before anything is sent."""
+        self.validate_task(task)
+        return normalize_json(list(args)), normalize_json(dict(kwargs))
+
+    def _enqueued(self, task: Any, result_id: str, args: list[Any], kwargs: dict[str, Any],
+                  created: float) -> Any:
+        result = self._result(task, result_id, "READY", args, kwargs, created)
+        signals.task_enqueued.send(type(self), task_result=result)
+        return result
+
     def _message(self, task: Any, args: Any, kwargs: Any) -> tuple[str, Any]:
         self.conveyor_task(task)
         result_id = new_id()
@@ -156,7 +160,7 @@ class ConveyorBackend(_backends.BaseTaskBackend):
             enqueued_at=_when(enqueued), started_at=at if status != "READY" else None,
             finished_at=at if final else None, last_attempted_at=at if attempts else None,
             args=list(args), kwargs=dict(kwargs), backend=self.alias, errors=errors,
-            worker_ids=["conveyor"] * attempts)
+            worker_ids=[WORKER] * attempts)
         if status == "SUCCESSFUL" and found is not None:
             object.__setattr__(result, "_return_value", found.value)
         return result
@@ -168,32 +172,3 @@ def _when(epoch: float) -> datetime:
 
 def _class_path(name: str) -> str:
     return name if "." in name else f"builtins.{name}"
-
-
-def _runner(module_path: str, takes_context: bool) -> Callable[..., Any]:
-    """The function a worker runs for Django task ``module_path``: its own function, given a
-    ``TaskContext`` first when it takes one."""
-
-    def run(*args: Any, **kwargs: Any) -> Any:
-        task = import_string(module_path)
-        if not takes_context:
-            return task.call(*args, **kwargs)
-        return task.call(_context(task, args, kwargs), *args, **kwargs)
-
-    run.__name__ = run.__qualname__ = module_path.rpartition(".")[2]
-    run.__module__ = module_path.rpartition(".")[0]
-    return run
-
-
-def _context(task: Any, args: Iterable[Any], kwargs: dict[str, Any]) -> Any:
-    from ...task import _current
-
-    request = _current.get()
-    attempt = request.attempt if request is not None else 1
-    now = datetime.now(UTC)
-    result = _tasks.TaskResult(
-        task=task, id=request.id if request else new_id(),
-        status=_tasks.TaskResultStatus.RUNNING, enqueued_at=None, started_at=now,
-        finished_at=None, last_attempted_at=now, args=list(args), kwargs=dict(kwargs),
-        backend=task.backend, errors=[], worker_ids=["conveyor"] * attempt)
-    return _tasks.TaskContext(task_result=result)
