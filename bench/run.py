@@ -1,6 +1,6 @@
 """Benchmark Conveyor against peer task queues on the same broker, in the same run.
 
-    python -m bench.run [--only sqlite|redis] [--libs conveyor,huey,...] [--n 20000]
+    python -m bench.run [--only sqlite,redis,rabbitmq] [--libs conveyor,huey,...] [--n 20000]
 
 This process only orchestrates (standard library only, so any Python 3.11 runs it). Each
 scenario of each library runs in a fresh driver process (:mod:`bench.driver`) under a bench
@@ -275,7 +275,8 @@ def workflow_table(results: list[dict[str, Any]]) -> str:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=tuple(BACKENDS), help="one broker only")
+    parser.add_argument("--only", help="comma-separated brokers of the run (default: every"
+                                       f" one that answers of {', '.join(BACKENDS)})")
     parser.add_argument("--libs", default=",".join(DEFAULT_LIBS),
                         help="comma-separated libraries (default: Conveyor with results, with"
                              " ignore_result and with events off, the raw floor and every"
@@ -313,6 +314,9 @@ def parse_args() -> argparse.Namespace:
                         help="benchmark Conveyor as of this commit (e.g. HEAD) instead of the"
                              " working tree")
     args = parser.parse_args()
+    args.only_list = [x.strip() for x in (args.only or "").split(",") if x.strip()]
+    if any(x not in BACKENDS for x in args.only_list):
+        parser.error(f"--only: brokers are {', '.join(BACKENDS)}")
     args.lib_list = [x.strip() for x in args.libs.split(",") if x.strip()]
     unknown = [x for x in args.lib_list if x not in LIBS]
     if unknown:
@@ -346,7 +350,7 @@ def plan(libs: list[str], backends: list[str], scenarios: list[str]) -> list[tup
 def reachable(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
     """The brokers of this run whose servers answer, and what each said about itself."""
     backends, info = [], {}
-    for name in [args.only] if args.only else list(BACKENDS):
+    for name in args.only_list or list(BACKENDS):
         check = BACKENDS[name]
         found = check(args) if check is not None else {}
         if found is None:
