@@ -4,18 +4,19 @@ the latency log.
 
 Settings (set by the driver for its own process and for the workers it starts):
 
-``BENCH_BACKEND``  ``sqlite`` or ``redis``
+``BENCH_BACKEND``  ``sqlite``, ``redis`` or ``rabbitmq``
 ``BENCH_DIR``      a private directory of this scenario: SQLite files, counters, latency logs
 ``BENCH_REDIS``    the Redis URL of the run (a private db), e.g. ``redis://127.0.0.1:6379/15``
+``BENCH_AMQP``     the RabbitMQ URL of the run (a private vhost), for ``rabbitmq``
 ``BENCH_NS``       a name unique to this scenario; every Redis key of the run contains it
 ``BENCH_QUEUE``    the queue name
 ``BENCH_PROCS``    worker processes (task slots) of a scaling point, default 2
 ``BENCH_QUEUES``   queues of a scaling point, default 1 (then the queue is ``BENCH_QUEUE``)
 
 Completion counting: on Redis a task body does one ``INCR`` of ``<ns>:done`` (the spec of the
-Redis run); on SQLite it adds one to a per-process counter in a memory-mapped file, which costs
-about a microsecond and needs no lock between processes, so no library pays for the counting
-more than another.
+Redis run); on SQLite and RabbitMQ it adds one to a per-process counter in a memory-mapped
+file, which costs about a microsecond and needs no lock between processes, so no library pays
+for the counting more than another.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from typing import Any
 BACKEND = os.environ.get("BENCH_BACKEND", "sqlite")
 DIR = os.environ.get("BENCH_DIR", "/tmp/conveyor-bench")
 REDIS_URL = os.environ.get("BENCH_REDIS", "redis://127.0.0.1:6379/15")
+AMQP_URL = os.environ.get("BENCH_AMQP", "amqp://guest:guest@127.0.0.1:5672/")
 NS = os.environ.get("BENCH_NS", "bench")
 QUEUE = os.environ.get("BENCH_QUEUE", f"{NS}-q")
 #: Worker processes and queues of a scaling point (bench.driver sets them; 2 and 1 otherwise).

@@ -152,8 +152,9 @@ def cpu_seconds(procs: list[psutil.Process]) -> dict[int, float]:
 
 # -- Redis hygiene ---------------------------------------------------------------------------
 def delete_keys(patterns: list[str]) -> int:
-    """Delete this scenario's keys (never FLUSHDB: the server is shared)."""
-    if common.BACKEND != "redis":
+    """Delete this scenario's keys (never FLUSHDB: the server is shared). On RabbitMQ too:
+    Conveyor keeps its results there (the queues go with the run's vhost)."""
+    if common.BACKEND not in ("redis", "rabbitmq"):
         return 0
     import redis
 

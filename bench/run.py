@@ -1,6 +1,6 @@
 """Benchmark Conveyor against peer task queues on the same broker, in the same run.
 
-    python -m bench.run [--only sqlite|redis] [--libs conveyor,huey,...] [--n 20000]
+    python -m bench.run [--only sqlite,redis,rabbitmq] [--libs conveyor,huey,...] [--n 20000]
 
 This process only orchestrates (standard library only, so any Python 3.11 runs it). Each
 scenario of each library runs in a fresh driver process (:mod:`bench.driver`) under a bench
@@ -52,19 +52,19 @@ VENVS: dict[str, tuple[str, bool]] = {
 # Same registry as bench.libs.LIBS, repeated here so this process imports no library:
 # name -> (backends, venv)
 LIBS: dict[str, tuple[tuple[str, ...], str]] = {
-    "conveyor": (("sqlite", "redis"), ".venv-bench"),
+    "conveyor": (("sqlite", "redis", "rabbitmq"), ".venv-bench"),
     "raw": (("sqlite", "redis"), ".venv-bench"),  # the floors: a plain loop on the broker
     "huey": (("sqlite", "redis"), ".venv-bench"),
-    "celery": (("redis",), ".venv-bench"),
-    "dramatiq": (("redis",), ".venv-bench"),
+    "celery": (("redis", "rabbitmq"), ".venv-bench"),
+    "dramatiq": (("redis", "rabbitmq"), ".venv-bench"),
     "arq": (("redis",), ".venv-bench-arq"),
     "rq": (("redis",), ".venv-bench"),
     "taskiq": (("redis",), ".venv-bench-taskiq"),
     # opt-in variants of Conveyor (see bench/libs/conveyor_lib.py)
-    "conveyor-async": (("sqlite", "redis"), ".venv-bench"),
-    "conveyor-noresult": (("sqlite", "redis"), ".venv-bench"),
-    "conveyor-prefetch": (("sqlite", "redis"), ".venv-bench"),
-    "conveyor-noevents": (("sqlite", "redis"), ".venv-bench"),
+    "conveyor-async": (("sqlite", "redis", "rabbitmq"), ".venv-bench"),
+    "conveyor-noresult": (("sqlite", "redis", "rabbitmq"), ".venv-bench"),
+    "conveyor-prefetch": (("sqlite", "redis", "rabbitmq"), ".venv-bench"),
+    "conveyor-noevents": (("sqlite", "redis", "rabbitmq"), ".venv-bench"),
 }
 #: The libraries with groups and chords (the workflows scenarios, Redis only).
 WORKFLOW_LIBS = ("conveyor", "celery")
@@ -80,9 +80,10 @@ DEFAULT_SCENARIOS = "single,bulk,e2e,idle,scaling"
 #: None for a broker without a server. A new stack (RabbitMQ) adds itself here, to LIBS with
 #: the backend name, to bench/libs (its adapters read BENCH_BACKEND), and to bench.report's
 #: TARGETS; nothing else in the orchestrator names a broker.
-BACKENDS: dict[str, Any] = {"sqlite": None, "redis": lambda args: redis_info(args.redis)}
+BACKENDS: dict[str, Any] = {"sqlite": None, "redis": lambda args: redis_info(args.redis),
+                            "rabbitmq": lambda args: rabbit_info(args.amqp)}
 PACKAGES = ("conveyor-tasks", "huey", "celery", "kombu", "dramatiq", "arq", "rq", "taskiq",
-            "taskiq-redis", "redis", "hiredis", "psutil")
+            "taskiq-redis", "redis", "hiredis", "aio-pika", "amqp", "pika", "psutil")
 
 
 # -- the bench interpreter -------------------------------------------------------------------
@@ -142,6 +143,39 @@ def redis_info(url: str) -> dict[str, str] | None:
     return info
 
 
+def rabbit_info(url: str) -> dict[str, str] | None:
+    """The RabbitMQ node's version, or None when it cannot be reached."""
+    parts = urlsplit(url)
+    try:
+        with socket.create_connection((parts.hostname or "127.0.0.1", parts.port or 5672),
+                                      timeout=2):
+            pass
+    except OSError:
+        return None
+    done = subprocess.run(["rabbitmqctl", "-q", "version"], capture_output=True, text=True,
+                          check=False) if shutil.which("rabbitmqctl") else None
+    return {"version": done.stdout.strip() if done and done.returncode == 0 else "unknown"}
+
+
+@contextlib.contextmanager
+def rabbit_vhost(url: str, name: str, wanted: bool) -> Any:
+    """A private vhost for the run on the local node (``rabbitmqctl``), deleted afterwards;
+    yields the run's ``amqp://`` URL on it (or None when RabbitMQ is not part of the run)."""
+    if not wanted:
+        yield None
+        return
+    def ctl(*args: str) -> None:
+        subprocess.run(["rabbitmqctl", "-q", *args], check=True, capture_output=True,
+                       timeout=60)
+
+    ctl("add_vhost", name)
+    try:
+        ctl("set_permissions", "-p", name, urlsplit(url).username or "guest", ".*", ".*", ".*")
+        yield urlsplit(url)._replace(path=f"/{name}").geturl()
+    finally:
+        ctl("delete_vhost", name)
+
+
 # -- running one driver ----------------------------------------------------------------------
 # -- which Conveyor ----------------------------------------------------------------------------
 def git(*args: str) -> str:
@@ -170,12 +204,13 @@ def conveyor_source(rev: str | None, scratch: str) -> tuple[str | None, dict[str
 
 
 def run_driver(python: str, lib: str, backend: str, scenario: str, n: int, *, run_id: str,
-               redis_url: str, wait: float, src: str | None) -> dict[str, Any]:
+               redis_url: str, amqp_url: str | None, wait: float, src: str | None
+               ) -> dict[str, Any]:
     workdir = tempfile.mkdtemp(prefix=f"cvb-{lib}-{scenario}-")
     out = os.path.join(workdir, "result.json")
     ns = f"cvb-{run_id}-{backend[0]}-{lib}-{scenario}"
     env = {**os.environ, "BENCH_BACKEND": backend, "BENCH_DIR": workdir, "BENCH_NS": ns,
-           "BENCH_REDIS": redis_url, "BENCH_QUEUE": f"{ns}-q",
+           "BENCH_REDIS": redis_url, "BENCH_AMQP": amqp_url or "", "BENCH_QUEUE": f"{ns}-q",
            "PYTHONPATH": REPO if src is None else f"{src}{os.pathsep}{REPO}"}
     env.pop("CONVEYOR_BROKER_URL", None)
     argv = [python, "-m", "bench.driver", "--lib", lib, "--scenario", scenario, "--n", str(n),
@@ -240,7 +275,8 @@ def workflow_table(results: list[dict[str, Any]]) -> str:
 def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--only", choices=tuple(BACKENDS), help="one broker only")
+    parser.add_argument("--only", help="comma-separated brokers of the run (default: every"
+                                       f" one that answers of {', '.join(BACKENDS)})")
     parser.add_argument("--libs", default=",".join(DEFAULT_LIBS),
                         help="comma-separated libraries (default: Conveyor with results, with"
                              " ignore_result and with events off, the raw floor and every"
@@ -264,6 +300,9 @@ def parse_args() -> argparse.Namespace:
                         help="seconds a scenario may wait for its workers (default 90)")
     parser.add_argument("--redis", default="redis://127.0.0.1:6379/15",
                         help="Redis URL with a private db (keys are deleted after each run)")
+    parser.add_argument("--amqp", default="amqp://guest:guest@127.0.0.1:5672/",
+                        help="RabbitMQ on this machine; the run makes a private vhost on it"
+                             " (rabbitmqctl) and deletes it afterwards")
     parser.add_argument("--venv-root", default=REPO,
                         help="where the bench venvs live (default: the repository)")
     parser.add_argument("--python", default=None,
@@ -275,6 +314,9 @@ def parse_args() -> argparse.Namespace:
                         help="benchmark Conveyor as of this commit (e.g. HEAD) instead of the"
                              " working tree")
     args = parser.parse_args()
+    args.only_list = [x.strip() for x in (args.only or "").split(",") if x.strip()]
+    if any(x not in BACKENDS for x in args.only_list):
+        parser.error(f"--only: brokers are {', '.join(BACKENDS)}")
     args.lib_list = [x.strip() for x in args.libs.split(",") if x.strip()]
     unknown = [x for x in args.lib_list if x not in LIBS]
     if unknown:
@@ -308,7 +350,7 @@ def plan(libs: list[str], backends: list[str], scenarios: list[str]) -> list[tup
 def reachable(args: argparse.Namespace) -> tuple[list[str], dict[str, Any]]:
     """The brokers of this run whose servers answer, and what each said about itself."""
     backends, info = [], {}
-    for name in [args.only] if args.only else list(BACKENDS):
+    for name in args.only_list or list(BACKENDS):
         check = BACKENDS[name]
         found = check(args) if check is not None else {}
         if found is None:
@@ -342,15 +384,16 @@ def main() -> None:
         "counts": counts, "results": []}
     began = time.perf_counter()
     steps = plan(libs, backends, args.scenario_list)
-    for round_no in range(1, args.rounds + 1):
-        for backend, scenario, lib in steps:
-            r = run_driver(pythons[lib], lib, backend, scenario, counts[scenario],
-                           run_id=f"{run_id}{round_no}", redis_url=args.redis, wait=args.wait,
-                           src=src)
-            r["round"] = round_no
-            doc["results"].append(r)
-            print(f"[{time.perf_counter() - began:6.0f}s] r{round_no} {backend:6} {scenario:9}"
-                  f" {lib:17} {_summary(r)}", flush=True)
+    with rabbit_vhost(args.amqp, f"cvb-{stamp}", "rabbitmq" in backends) as amqp_url:
+        for round_no in range(1, args.rounds + 1):
+            for backend, scenario, lib in steps:
+                r = run_driver(pythons[lib], lib, backend, scenario, counts[scenario],
+                               run_id=f"{run_id}{round_no}", redis_url=args.redis,
+                               amqp_url=amqp_url, wait=args.wait, src=src)
+                r["round"] = round_no
+                doc["results"].append(r)
+                print(f"[{time.perf_counter() - began:6.0f}s] r{round_no} {backend:8}"
+                      f" {scenario:9} {lib:17} {_summary(r)}", flush=True)
     shutil.rmtree(scratch, ignore_errors=True)
     finish(doc, args, stamp, began, pythons)
 

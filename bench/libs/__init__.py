@@ -7,15 +7,15 @@ from __future__ import annotations
 LIBS: dict[str, tuple[str, tuple[str, ...]]] = {
     # Conveyor variants, only run when named with --libs (BENCH_VARIANT tells the module):
     # async task bodies (no thread hop), and tasks without result records.
-    "conveyor-async": ("bench.libs.conveyor_lib", ("sqlite", "redis")),
-    "conveyor-noresult": ("bench.libs.conveyor_lib", ("sqlite", "redis")),
-    "conveyor-prefetch": ("bench.libs.conveyor_lib", ("sqlite", "redis")),
-    "conveyor-noevents": ("bench.libs.conveyor_lib", ("sqlite", "redis")),
-    "conveyor": ("bench.libs.conveyor_lib", ("sqlite", "redis")),
+    "conveyor-async": ("bench.libs.conveyor_lib", ("sqlite", "redis", "rabbitmq")),
+    "conveyor-noresult": ("bench.libs.conveyor_lib", ("sqlite", "redis", "rabbitmq")),
+    "conveyor-prefetch": ("bench.libs.conveyor_lib", ("sqlite", "redis", "rabbitmq")),
+    "conveyor-noevents": ("bench.libs.conveyor_lib", ("sqlite", "redis", "rabbitmq")),
+    "conveyor": ("bench.libs.conveyor_lib", ("sqlite", "redis", "rabbitmq")),
     "raw": ("bench.libs.raw_lib", ("sqlite", "redis")),
     "huey": ("bench.libs.huey_lib", ("sqlite", "redis")),
-    "celery": ("bench.libs.celery_lib", ("redis",)),
-    "dramatiq": ("bench.libs.dramatiq_lib", ("redis",)),
+    "celery": ("bench.libs.celery_lib", ("redis", "rabbitmq")),
+    "dramatiq": ("bench.libs.dramatiq_lib", ("redis", "rabbitmq")),
     "arq": ("bench.libs.arq_lib", ("redis",)),
     "rq": ("bench.libs.rq_lib", ("redis",)),
     "taskiq": ("bench.libs.taskiq_lib", ("redis",)),

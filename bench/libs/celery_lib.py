@@ -1,6 +1,10 @@
 """Celery: Redis broker and Redis result backend, prefork pool of two processes, otherwise
 default settings (early ack, prefetch multiplier 4). Every task stores its SUCCESS result.
-Keys are namespaced with kombu's ``global_keyprefix``."""
+Keys are namespaced with kombu's ``global_keyprefix``.
+
+On RabbitMQ (py-amqp transport, the run's private vhost) Celery runs as the RabbitMQ peers
+are compared: no result backend, and its defaults otherwise, which means no publisher confirms
+(kombu's ``confirm_publish`` is off) and the early ack."""
 
 from __future__ import annotations
 
@@ -11,13 +15,19 @@ from celery import Celery, chord, group
 from bench import common
 from bench.adapter import Adapter, script
 
-app = Celery("bench", broker=common.REDIS_URL, backend=common.REDIS_URL)
-app.conf.update(
-    broker_transport_options={"global_keyprefix": f"{common.NS}:"},
-    result_backend_transport_options={"global_keyprefix": f"{common.NS}:"},
-    task_default_queue=common.QUEUE,
-    broker_connection_retry_on_startup=True,
-)
+RABBIT = common.BACKEND == "rabbitmq"
+if RABBIT:
+    app = Celery("bench", broker=common.AMQP_URL)
+    app.conf.update(task_default_queue=common.QUEUE, task_ignore_result=True,
+                    broker_connection_retry_on_startup=True)
+else:
+    app = Celery("bench", broker=common.REDIS_URL, backend=common.REDIS_URL)
+    app.conf.update(
+        broker_transport_options={"global_keyprefix": f"{common.NS}:"},
+        result_backend_transport_options={"global_keyprefix": f"{common.NS}:"},
+        task_default_queue=common.QUEUE,
+        broker_connection_retry_on_startup=True,
+    )
 
 
 @app.task(name="count")
@@ -43,7 +53,8 @@ def wsum(values: list[int]) -> int:
 
 class CeleryAdapter(Adapter):
     name = "celery"
-    stores = "SUCCESS result per task (Redis backend); ack before the task runs (default)"
+    stores = ("no result, no publisher confirms; ack before the task runs (defaults)" if RABBIT
+              else "SUCCESS result per task (Redis backend); ack before the task runs (default)")
     bulk_api = "group(...).apply_async() (one publish per task)"
 
     def send_single(self, n: int) -> None:
@@ -57,7 +68,7 @@ class CeleryAdapter(Adapter):
     def send_latency(self, sent: float) -> None:
         lat.delay(sent)
 
-    workflows = True
+    workflows = not RABBIT
 
     def send_group(self, n: int) -> Any:
         return group(wadd.s(i, i) for i in range(n)).apply_async()

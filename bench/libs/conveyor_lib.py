@@ -6,7 +6,12 @@ Variants (``BENCH_VARIANT``), for finding where the time goes: ``async`` makes t
 ``ignore_result=True`` (no result records; still acked after the task), ``prefetch`` runs the
 workers with ``--prefetch 16`` (each process holds up to 16 messages, saving a claim round trip
 per task), ``noevents`` turns task and worker events off (``events=False``), to measure what
-they cost."""
+they cost.
+
+On RabbitMQ the broker carries messages only (publisher confirms always on, acks after the
+outcome): ``conveyor`` stores its results in Redis (the run's db, under the scenario's prefix);
+``conveyor-noresult`` stores none, but the app still names Redis as its backend, because a
+worker keeps its remote-control stream and events there and will not start without one."""
 
 from __future__ import annotations
 
@@ -22,15 +27,24 @@ from conveyor import Conveyor, chord, group
 
 def broker_url() -> str:
     if common.BACKEND == "redis":
-        return f"{common.REDIS_URL}?prefix={common.NS}"
+        return redis_url()
+    if common.BACKEND == "rabbitmq":
+        return f"{common.AMQP_URL}?prefix={common.NS}."
     query = os.environ.get("BENCH_SQLITE_QUERY", "")
     return f"sqlite:///{common.DIR}/conveyor.db" + (f"?{query}" if query else "")
 
 
+def redis_url() -> str:
+    return f"{common.REDIS_URL}?prefix={common.NS}"
+
+
 VARIANT = os.environ.get("BENCH_VARIANT", "")
-app = Conveyor("bench", broker=broker_url(), default_queue=common.QUEUE,
-               events=VARIANT != "noevents")
 no_result = VARIANT == "noresult"
+#: RabbitMQ keeps no results, so they go to Redis. With results off Redis is still named: the
+#: worker keeps its control stream and events in the backend, and refuses to start without one.
+BACKEND_URL = redis_url() if common.BACKEND == "rabbitmq" else None
+app = Conveyor("bench", broker=broker_url(), backend=BACKEND_URL, default_queue=common.QUEUE,
+               events=VARIANT != "noevents")
 
 if VARIANT == "async":
     @app.task(name="count")
@@ -63,7 +77,12 @@ def wsum(values: list[int]) -> int:
 
 class ConveyorAdapter(Adapter):
     name = "conveyor"
-    stores = "PENDING, STARTED, SUCCESS result records per task; ack after the result"
+    stores = ("publisher confirms; " if common.BACKEND == "rabbitmq" else "") + (
+        "no result records; ack after the task" if no_result else
+        "PENDING, STARTED, SUCCESS result records per task"
+        + (" (in Redis)" if BACKEND_URL else "") + "; ack after the result")
+    if BACKEND_URL and no_result:
+        stores += " (events and control stream in Redis)"
     bulk_api = "task.map (one round trip)"
 
     def __init__(self) -> None:

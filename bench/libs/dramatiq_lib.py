@@ -1,16 +1,30 @@
 """Dramatiq: RedisBroker (namespaced), two worker processes of one thread each, default
 middleware. Messages are acked after the actor runs; no result is stored (the Results
-middleware is not part of the default set)."""
+middleware is not part of the default set). On RabbitMQ: RabbitmqBroker on the run's private
+vhost with its defaults, which means no publisher confirms (``confirm_delivery=False``)."""
 
 from __future__ import annotations
 
 import dramatiq
-from dramatiq.brokers.redis import RedisBroker
+from dramatiq.broker import Broker
 
 from bench import common
 from bench.adapter import Adapter, script
 
-broker = RedisBroker(url=common.REDIS_URL, namespace=common.NS)
+RABBIT = common.BACKEND == "rabbitmq"
+
+
+def make_broker() -> Broker:
+    if RABBIT:
+        from dramatiq.brokers.rabbitmq import RabbitmqBroker
+
+        return RabbitmqBroker(url=common.AMQP_URL)
+    from dramatiq.brokers.redis import RedisBroker
+
+    return RedisBroker(url=common.REDIS_URL, namespace=common.NS)
+
+
+broker = make_broker()
 dramatiq.set_broker(broker)
 
 
@@ -26,7 +40,8 @@ def lat(sent: float) -> None:
 
 class DramatiqAdapter(Adapter):
     name = "dramatiq"
-    stores = "no result (Results middleware off by default); ack after the task"
+    stores = ("no result, no publisher confirms (defaults); ack after the task" if RABBIT
+              else "no result (Results middleware off by default); ack after the task")
     bulk_api = "group(...).run() (one enqueue per message)"
 
     def send_single(self, n: int) -> None:
