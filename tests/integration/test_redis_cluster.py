@@ -30,12 +30,14 @@ pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(180)]
 
 
 @pytest.fixture
-def broker_url() -> Iterator[str]:
-    """The worker fixtures of this package, on a private prefix of the session cluster."""
+def stores() -> Iterator[tuple[str, str]]:
+    """The worker fixtures of this package, on a private prefix of the session cluster (one
+    URL for broker and results)."""
     cluster = session_cluster()
     prefix = f"itest-{uuid.uuid4().hex[:12]}"
+    url = f"{cluster.url}?prefix={prefix}"
     try:
-        yield f"{cluster.url}?prefix={prefix}"
+        yield url, url
     finally:
         drop_cluster_prefix(cluster, prefix)
 

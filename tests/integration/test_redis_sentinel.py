@@ -28,8 +28,10 @@ def sentinels() -> Iterator[Sentinels]:
 
 
 @pytest.fixture
-def broker_url(sentinels: Sentinels) -> str:
-    return f"{sentinels.url}?prefix=stest-{uuid.uuid4().hex[:8]}"
+def stores(sentinels: Sentinels) -> tuple[str, str]:
+    """The worker fixtures of this package on the Sentinel deployment (broker and results)."""
+    url = f"{sentinels.url}?prefix=stest-{uuid.uuid4().hex[:8]}"
+    return url, url
 
 
 def test_workers_and_producers_follow_a_sentinel_failover(
