@@ -91,6 +91,7 @@ def test_a_hard_limit_kills_a_stuck_task_while_others_on_the_worker_complete(
     assert stuck.status is State.FAILURE
 
 
+@pytest.mark.parametrize("stores", WITH_AMQP, indirect=True)
 def test_a_soft_limit_is_caught_by_the_task(
     app: Conveyor, workers: Workers, env: dict[str, str]
 ) -> None:
@@ -136,6 +137,7 @@ def test_terminate_stops_a_running_task_where_it_runs(
     assert taskapp.add.delay(2, 3).get(timeout=30) == 5  # a fresh child, or the same loop
 
 
+@pytest.mark.parametrize("stores", WITH_AMQP, indirect=True)
 def test_unique_enqueue_from_eight_concurrent_producers_runs_once(
     app: Conveyor, workers: Workers, env: dict[str, str]
 ) -> None:
@@ -153,6 +155,7 @@ def test_unique_enqueue_from_eight_concurrent_producers_runs_once(
     assert app.broker.stats("default").ready == 0
 
 
+@pytest.mark.parametrize("stores", WITH_AMQP, indirect=True)
 def test_a_concurrency_key_with_limit_two_never_exceeds_two_across_two_workers(
     app: Conveyor, workers: Workers, env: dict[str, str]
 ) -> None:
