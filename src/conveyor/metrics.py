@@ -34,7 +34,7 @@ from prometheus_client.registry import Collector
 
 from . import events as ev
 from .brokers import QueueAdmin, QueueStats
-from .dashboard.workers import queue_names
+from .dashboard.workers import queue_counts
 from .errors import ConveyorError
 from .events import Event, alive
 
@@ -136,8 +136,7 @@ class _LiveCollector(Collector):
             broker = self.app.broker
             if isinstance(broker, QueueAdmin):
                 try:
-                    names = queue_names(broker, self.app.default_queue, living)
-                    found = [broker.stats(q) for q in names]
+                    found = queue_counts(broker, self.app.default_queue, living)
                 except ConveyorError as exc:  # keep serving the other figures
                     log.warning("cannot read queue statistics: %s", exc)
             self._stats = (now, found)

@@ -104,6 +104,8 @@ def test_pages_follow_real_workers(app: Conveyor, dashboard: Server,
     update = first_update(dashboard.url)
     assert [w["name"] for w in update["workers"] if w["online"]] == ["w-pages"]
     wait_json(client, "/api/overview", lambda v: v["dead"] == 1)  # queue counts: cached 2 s
+    taskapp.slow.delay(8.0, "held")  # in flight while it runs, RabbitMQ too (from heartbeats)
+    wait_json(client, "/api/overview", lambda v: v["in_flight"] == 1)
 
 
 def ok_name() -> str:

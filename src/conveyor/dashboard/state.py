@@ -19,7 +19,7 @@ from .follower import Follower
 from .index import TaskIndex
 from .security import Auth
 from .stats import SPAN, Activity
-from .workers import WorkerView, group, queue_names
+from .workers import WorkerView, group, queue_counts
 
 if TYPE_CHECKING:
     from ..app import Conveyor
@@ -121,8 +121,7 @@ class Dashboard:
         broker = self.app.broker
         if not isinstance(broker, QueueAdmin):
             return []
-        names = queue_names(broker, self.app.default_queue, living)
-        return [broker.stats(name) for name in names]
+        return queue_counts(broker, self.app.default_queue, living)
 
     async def queues(self) -> list[QueueRow]:
         rates = self.activity.rates(self.now)

@@ -186,7 +186,8 @@ def _sent(message: Message, now: float) -> Event:
 def worker_event(worker: Worker, kind: str) -> Event:
     """An online/heartbeat/offline event with the worker process's state and counters."""
     now = worker.app.clock.time()
-    active = [{"id": job.id, "task": job.name, "runtime": worker.runtime(job)}
+    active = [{"id": job.id, "task": job.name, "runtime": worker.runtime(job),
+               "queue": job.delivery.envelope.queue}
               for job in list(worker.running.values())]
     return Event(kind, now, "", "", worker.name, os.getpid(), {
         "hostname": socket.gethostname(), "queues": worker.queues, "pool": worker.pool,
