@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -59,20 +59,51 @@ def properties(out: Outgoing) -> Basic.Properties:
 
 
 async def publish(client: Client, clock: Clock, messages: Sequence[Outgoing]) -> None:
-    """Send ``messages`` and wait for all their confirms (the first failure is raised)."""
+    """Send ``messages`` and wait for all their confirms (the first failure is raised).
+
+    Frames are queued without waiting for each to reach the socket (``wait=False``: the
+    channel's lock is not held across a drain per message), then the confirms are awaited
+    together."""
     if not messages:
         return
-    routes = [await _route(client, clock, out) for out in messages]
+    routes = await _routes(client, clock, messages)
     channel = await client.publisher()
+    assert isinstance(channel, aiormq.Channel)  # its basic_publish takes ``wait``
     timeout = client.options.confirm_timeout
     with driver_errors(client.options, "publish"):
         sends = [channel.basic_publish(out.envelope.body, exchange=exchange, routing_key=key,
                                        properties=properties(out), mandatory=True,
-                                       timeout=timeout)
+                                       timeout=timeout, wait=False)
                  for out, (exchange, key) in zip(messages, routes, strict=True)]
-        answers = await asyncio.gather(*sends, return_exceptions=True)
+        answers = (await asyncio.gather(*sends, return_exceptions=True) if len(sends) > 1
+                   else [await _answer(sends[0])])  # one: no task of its own
     for out, answer in zip(messages, answers, strict=True):
         _check(client, out, answer)
+
+
+async def _answer(send: Awaitable[object]) -> object:
+    """What ``send`` returned or raised, as ``gather(return_exceptions=True)`` reports it."""
+    try:
+        return await send
+    except Exception as exc:
+        return exc
+
+
+async def _routes(client: Client, clock: Clock,
+                  messages: Sequence[Outgoing]) -> list[tuple[str, str]]:
+    """Each message's exchange and routing key: one lookup per destination of the messages
+    without an ETA, one per message with one."""
+    known: dict[tuple[str, str | None, str | None], tuple[str, str]] = {}
+    routes = []
+    for out in messages:
+        key = (out.envelope.queue, out.physical, out.exchange)
+        route = known.get(key) if out.envelope.eta is None else None
+        if route is None:
+            route = await _route(client, clock, out)
+            if out.envelope.eta is None:
+                known[key] = route
+        routes.append(route)
+    return routes
 
 
 def _check(client: Client, out: Outgoing, answer: object) -> None:

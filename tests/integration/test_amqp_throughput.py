@@ -1,7 +1,8 @@
-"""A consumer's prefetch bound on RabbitMQ follows ``resize()`` at once, on classic queues
-(a channel-wide bound) and quorum queues (per-consumer: the queues are subscribed again, and
-what the old subscription holds stays held on top until settled), and what was held before
-the resize settles."""
+"""RabbitMQ's throughput paths keep their guarantees: a consumer's prefetch bound follows
+``resize()`` at once, on classic queues (a channel-wide bound) and quorum queues (per-consumer:
+the queues are subscribed again, and what the old subscription holds stays held on top until
+settled), and what was held before the resize settles; a bulk publish, its confirms awaited
+together, still names the one message RabbitMQ returned and queues the others."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ import pytest
 
 from conveyor.brokers import Envelope, open_broker
 from conveyor.brokers.amqp import AmqpBroker
+from conveyor.errors import PublishRefused
 from tests.stores import amqp_vhost
 
 pytestmark = [pytest.mark.timeout(60)]
@@ -53,5 +55,23 @@ async def test_resize_changes_how_many_are_held(queue_type: str) -> None:
             assert len({d.envelope.body for d in done}) == 40
             await consumer.close()
             assert (await broker.astats("pf")).ready == 0
+        finally:
+            await broker.aclose()
+
+
+async def test_a_bulk_publish_with_one_unroutable_message_raises_and_queues_the_rest() -> None:
+    with amqp_vhost() as url:
+        broker = open_broker(url)
+        assert isinstance(broker, AmqpBroker)
+        try:
+            batch = [Envelope(str(uuid.uuid4()), "bulk", f"m{i}".encode()) for i in range(300)]
+            batch.insert(150, Envelope("lost-one", "topic/nobody-bound/x", b"?"))
+            with pytest.raises(PublishRefused, match="lost-one"):
+                await broker.apublish(batch)
+            for _ in range(100):
+                if (await broker.astats("bulk")).ready == 300:
+                    break
+                await asyncio.sleep(0.05)
+            assert (await broker.astats("bulk")).ready == 300
         finally:
             await broker.aclose()
