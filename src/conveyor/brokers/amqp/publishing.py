@@ -9,9 +9,10 @@ confirm that takes longer than ``confirm_timeout``, as while a resource alarm bl
 What a message carries besides its body, in AMQP properties: ``message_id`` (the task id),
 ``content_type``, ``priority``, persistent delivery mode; and in headers: ``x-conveyor-attempt``
 (hand-outs before this publish), ``x-conveyor-deliveries`` (those that count for the delivery
-limit), ``x-conveyor-eta-ms`` (epoch milliseconds, for delayed messages), and on dead letters
-``x-conveyor-reason`` and ``x-conveyor-failed-at-ms``. Times are whole milliseconds: a float in
-an AMQP table travels as 32 bits, two minutes coarse at today's epoch.
+limit; either is left out when 0), ``x-conveyor-eta-ms`` (epoch milliseconds, for delayed
+messages), and on dead letters ``x-conveyor-reason`` and ``x-conveyor-failed-at-ms``. Times
+are whole milliseconds: a float in an AMQP table travels as 32 bits, two minutes coarse at
+today's epoch.
 """
 
 from __future__ import annotations
@@ -50,12 +51,18 @@ class Outgoing:
 
 
 def properties(out: Outgoing) -> Basic.Properties:
+    """The message's properties; a count of 0 is left out (a missing count reads as 0), and so
+    is a headers table with nothing in it, which spares a fresh message its table encoding."""
     env = out.envelope
-    headers: dict[str, Any] = {**out.headers, ATTEMPT: out.attempt, DELIVERIES: out.deliveries}
+    headers: dict[str, Any] = dict(out.headers)
+    if out.attempt:
+        headers[ATTEMPT] = out.attempt
+    if out.deliveries:
+        headers[DELIVERIES] = out.deliveries
     if env.eta is not None:
         headers[ETA] = math.ceil(env.eta * 1000)  # AMQP tables keep floats as 32 bits
     return Basic.Properties(content_type=env.content_type, delivery_mode=PERSISTENT,
-                            priority=env.priority, message_id=env.id, headers=headers)
+                            priority=env.priority, message_id=env.id, headers=headers or None)
 
 
 async def publish(client: Client, clock: Clock, messages: Sequence[Outgoing]) -> None:
