@@ -1,8 +1,9 @@
 """RabbitMQ's throughput paths keep their guarantees: a consumer's prefetch bound follows
-``resize()`` at once, on classic queues (a channel-wide bound) and quorum queues (per-consumer:
-the queues are subscribed again, and what the old subscription holds stays held on top until
-settled), and what was held before the resize settles; a bulk publish, its confirms awaited
-together, still names the one message RabbitMQ returned and queues the others."""
+``resize()`` at once, one bound shared by several classic queues (RabbitMQ changes it in place)
+or per consumer (one queue, quorum queues: each queue is subscribed again, and what the old
+subscription holds stays held on top until settled), and what was held before the resize
+settles; a bulk publish, its confirms awaited together, still names the one message RabbitMQ
+returned and queues the others."""
 
 from __future__ import annotations
 
@@ -19,32 +20,36 @@ from tests.stores import amqp_vhost
 pytestmark = [pytest.mark.timeout(60)]
 
 
-async def _held(broker: AmqpBroker, queue: str, at_least: int) -> int:
-    """What the consumers hold of ``queue`` once it reaches ``at_least`` (or after 3 s), and
+async def _held(broker: AmqpBroker, queues: list[str], at_least: int) -> int:
+    """What the consumers hold of ``queues`` once it reaches ``at_least`` (or after 3 s), and
     a moment later, so that a bound that lets more through shows it."""
+    async def held() -> int:
+        return sum([(await broker.astats(q)).in_flight for q in queues])
     for _ in range(300):
-        if (await broker.astats(queue)).in_flight >= at_least:
+        if await held() >= at_least:
             break
         await asyncio.sleep(0.01)
     await asyncio.sleep(0.3)
-    return (await broker.astats(queue)).in_flight
+    return await held()
 
 
-@pytest.mark.parametrize("queue_type", ["classic", "quorum"])
-async def test_resize_changes_how_many_are_held(queue_type: str) -> None:
+@pytest.mark.parametrize(("queue_type", "queues", "grown"), [
+    ("classic", ["pf"], 18), ("classic", ["pf", "pf2"], 16), ("quorum", ["pf"], 18)])
+async def test_resize_changes_how_many_are_held(queue_type: str, queues: list[str],
+                                                grown: int) -> None:
+    """From 2 to 16: a shared bound holds 16 in all, a per-consumer one 16 more than the 2
+    the cancelled subscription keeps until they are settled."""
     with amqp_vhost(queue_type=queue_type) as url:
         broker = open_broker(url)
         assert isinstance(broker, AmqpBroker)
         try:
-            await broker.apublish([Envelope(str(uuid.uuid4()), "pf", f"m{i}".encode())
-                                   for i in range(40)])
-            consumer = broker.consume(["pf"], prefetch=2, lease=30)
+            await broker.apublish([Envelope(str(uuid.uuid4()), q, f"{q}{i}".encode())
+                                   for q in queues for i in range(40 // len(queues))])
+            consumer = broker.consume(queues, prefetch=2, lease=30)
             first = await asyncio.wait_for(anext(consumer), 30)
-            assert await _held(broker, "pf", 2) == 2
+            assert await _held(broker, queues, 2) == 2
             consumer.resize(16)
-            # quorum: the consumer made by the resize holds 16, the cancelled one keeps its 2
-            bound = 16 if queue_type == "classic" else 18
-            assert await _held(broker, "pf", bound) == bound
+            assert await _held(broker, queues, grown) == grown
             consumer.resize(4)
             await first.ack()  # held from before both resizes: its ack still lands
             done = [first]
@@ -54,7 +59,7 @@ async def test_resize_changes_how_many_are_held(queue_type: str) -> None:
                 done.append(got)
             assert len({d.envelope.body for d in done}) == 40
             await consumer.close()
-            assert (await broker.astats("pf")).ready == 0
+            assert sum([(await broker.astats(q)).ready for q in queues]) == 0
         finally:
             await broker.aclose()
 

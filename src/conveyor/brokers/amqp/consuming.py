@@ -1,11 +1,12 @@
 """Consuming: manual acks, a prefetch bound, attempts counted, delays checked on arrival.
 
-Each consumer has its own channel with ``basic.qos(prefetch)`` (shared by all its queues on
-classic queues; a resize applies at once), so RabbitMQ never hands it more than ``prefetch``
-unacknowledged messages (on quorum queues a resize subscribes again, and what the previous
-subscription holds counts on top until settled). Its queues are subscribed in order, so what
-is waiting in an earlier queue reaches it first; among the deliveries it holds, priority comes
-first, then queue order, then arrival.
+Each consumer has its own channel with ``basic.qos(prefetch)`` (one bound shared by all its
+queues when they are several classic queues), so RabbitMQ never hands it more than
+``prefetch`` unacknowledged messages. A resize applies at once: a shared bound changes in
+place, a per-consumer one by subscribing again (what the previous subscription holds counts on
+top until settled). Its queues are subscribed in order, so what is waiting in an earlier queue
+reaches it first; among the deliveries it holds, priority comes first, then queue order, then
+arrival.
 
 Counting hand-outs (``attempt``, ``deliveries``): a message carries how many hand-outs it had
 before it was published (:mod:`.publishing` headers). A quorum queue adds RabbitMQ's
@@ -110,10 +111,10 @@ class AmqpConsumer(Consumer):
             self.resize(self.prefetch)
 
     def _shared_qos(self) -> bool:
-        """One bound for the channel across its queues, which a resize changes in place
-        (quorum queues only know per-consumer bounds: with several quorum queues each may hold
-        ``prefetch``)."""
-        return not self.broker.options.quorum
+        """One bound for the channel across its queues (RabbitMQ's global QoS, changed in place
+        by a resize). A single queue needs none; quorum queues only know per-consumer bounds:
+        with several quorum queues each may hold ``prefetch``."""
+        return len(self.queues) > 1 and not self.broker.options.quorum
 
     def _receiver(self, rank: int, name: str, physical: str) -> Any:
         async def receive(message: aiormq.abc.DeliveredMessage) -> None:
