@@ -1,9 +1,12 @@
 """Consuming: manual acks, a prefetch bound, attempts counted, delays checked on arrival.
 
-Each consumer has its own channel with ``basic.qos(prefetch)`` (shared by all its queues on
-classic queues), so RabbitMQ never hands it more than ``prefetch`` unacknowledged messages.
-Its queues are subscribed in order, so what is waiting in an earlier queue reaches it first;
-among the deliveries it holds, priority comes first, then queue order, then arrival.
+Each consumer has its own channel with ``basic.qos(prefetch)`` (one bound shared by all its
+queues when they are several classic queues), so RabbitMQ never hands it more than
+``prefetch`` unacknowledged messages. A resize applies at once: a shared bound changes in
+place, a per-consumer one by subscribing again (what the previous subscription holds counts on
+top until settled). Its queues are subscribed in order, so what is waiting in an earlier queue
+reaches it first; among the deliveries it holds, priority comes first, then queue order, then
+arrival.
 
 Counting hand-outs (``attempt``, ``deliveries``): a message carries how many hand-outs it had
 before it was published (:mod:`.publishing` headers). A quorum queue adds RabbitMQ's
@@ -61,6 +64,8 @@ class AmqpConsumer(Consumer):
         self._channel: AbstractChannel | None = None
         self._raw: aiormq.abc.AbstractChannel | None = None
         self._tags: list[str] = []
+        self._subscribed: list[tuple[str, str]] = []  # (queue, physical queue) by rank
+        self._qos_lock = asyncio.Lock()  # a resize's re-subscribe against close's cancels
         self._buffer: list[_Held] = []
         self._seq = itertools.count()
         self._wake = asyncio.Event()
@@ -92,18 +97,23 @@ class AmqpConsumer(Consumer):
         channel = await client.channel()
         raw = await channel.get_underlay_channel()
         channel.close_callbacks.add(lambda *_: self._wake.set())
+        bound = self.prefetch
         with driver_errors(client.options, "consume"):
-            await raw.basic_qos(prefetch_count=self.prefetch, global_=self._shared_qos())
-            self._tags = []
+            await raw.basic_qos(prefetch_count=bound, global_=self._shared_qos())
+            self._tags, self._subscribed = [], []
             for rank, name in enumerate(self.queues):
                 physical = await _consumed_queue(client, raw, name)
                 ok = await raw.basic_consume(physical, self._receiver(rank, name, physical))
                 self._tags.append(str(ok.consumer_tag))
+                self._subscribed.append((name, physical))
         self._channel, self._raw = channel, raw
+        if self.prefetch != bound:  # resized while subscribing
+            self.resize(self.prefetch)
 
     def _shared_qos(self) -> bool:
-        """One bound for the channel across its queues (quorum queues only know per-consumer
-        bounds: with several quorum queues each may hold ``prefetch``)."""
+        """One bound for the channel across its queues (RabbitMQ's global QoS, changed in place
+        by a resize). A single queue needs none; quorum queues only know per-consumer bounds:
+        with several quorum queues each may hold ``prefetch``."""
         return len(self.queues) > 1 and not self.broker.options.quorum
 
     def _receiver(self, rank: int, name: str, physical: str) -> Any:
@@ -188,12 +198,30 @@ class AmqpConsumer(Consumer):
                 + sum(1 for held in self._buffer if held[4] == queue))
 
     def resize(self, prefetch: int) -> None:
+        """A new bound, in force at once (a running :meth:`_requalify`)."""
         self.prefetch = max(1, prefetch)
         raw = self._raw
         if raw is not None and not raw.is_closed:
-            task = asyncio.ensure_future(raw.basic_qos(prefetch_count=self.prefetch,
-                                                       global_=self._shared_qos()))
+            task = asyncio.ensure_future(self._requalify(raw))
             task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+    async def _requalify(self, raw: aiormq.abc.AbstractChannel) -> None:
+        """Apply ``self.prefetch`` to the subscribed channel. A channel-wide (global) bound
+        changes at once; a per-consumer one binds only consumers made after it, so each queue
+        is subscribed again (its held deliveries stay on the channel, unacked)."""
+        async with self._qos_lock:
+            if raw is not self._raw or raw.is_closed or self._closed:
+                return
+            shared = self._shared_qos()
+            await raw.basic_qos(prefetch_count=self.prefetch, global_=shared)
+            if shared:
+                return
+            for rank, (name, physical) in enumerate(self._subscribed):
+                await raw.basic_cancel(self._tags[rank])
+                if raw is not self._raw or self._closed:
+                    return
+                ok = await raw.basic_consume(physical, self._receiver(rank, name, physical))
+                self._tags[rank] = str(ok.consumer_tag)
 
     def settled(self, delivery: AmqpDelivery) -> None:
         self.held.discard(delivery)
@@ -215,9 +243,10 @@ class AmqpConsumer(Consumer):
             return
         self._giving_back = True  # the channel must outlive each copy's ack, or both run
         try:
-            with contextlib.suppress(Exception):
-                for tag in self._tags:
-                    await raw.basic_cancel(tag)
+            async with self._qos_lock:
+                with contextlib.suppress(Exception):
+                    for tag in self._tags:
+                        await raw.basic_cancel(tag)
             await self._give_back_buffer()
         finally:
             self._giving_back = False

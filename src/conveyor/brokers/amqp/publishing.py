@@ -9,16 +9,17 @@ confirm that takes longer than ``confirm_timeout``, as while a resource alarm bl
 What a message carries besides its body, in AMQP properties: ``message_id`` (the task id),
 ``content_type``, ``priority``, persistent delivery mode; and in headers: ``x-conveyor-attempt``
 (hand-outs before this publish), ``x-conveyor-deliveries`` (those that count for the delivery
-limit), ``x-conveyor-eta-ms`` (epoch milliseconds, for delayed messages), and on dead letters
-``x-conveyor-reason`` and ``x-conveyor-failed-at-ms``. Times are whole milliseconds: a float in
-an AMQP table travels as 32 bits, two minutes coarse at today's epoch.
+limit; either is left out when 0), ``x-conveyor-eta-ms`` (epoch milliseconds, for delayed
+messages), and on dead letters ``x-conveyor-reason`` and ``x-conveyor-failed-at-ms``. Times
+are whole milliseconds: a float in an AMQP table travels as 32 bits, two minutes coarse at
+today's epoch.
 """
 
 from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,29 +51,66 @@ class Outgoing:
 
 
 def properties(out: Outgoing) -> Basic.Properties:
+    """The message's properties; a count of 0 is left out (a missing count reads as 0), and so
+    is a headers table with nothing in it, which spares a fresh message its table encoding."""
     env = out.envelope
-    headers: dict[str, Any] = {**out.headers, ATTEMPT: out.attempt, DELIVERIES: out.deliveries}
+    headers: dict[str, Any] = dict(out.headers)
+    if out.attempt:
+        headers[ATTEMPT] = out.attempt
+    if out.deliveries:
+        headers[DELIVERIES] = out.deliveries
     if env.eta is not None:
         headers[ETA] = math.ceil(env.eta * 1000)  # AMQP tables keep floats as 32 bits
     return Basic.Properties(content_type=env.content_type, delivery_mode=PERSISTENT,
-                            priority=env.priority, message_id=env.id, headers=headers)
+                            priority=env.priority, message_id=env.id, headers=headers or None)
 
 
 async def publish(client: Client, clock: Clock, messages: Sequence[Outgoing]) -> None:
-    """Send ``messages`` and wait for all their confirms (the first failure is raised)."""
+    """Send ``messages`` and wait for all their confirms (the first failure is raised).
+
+    Frames are queued without waiting for each to reach the socket (``wait=False``: the
+    channel's lock is not held across a drain per message), then the confirms are awaited
+    together."""
     if not messages:
         return
-    routes = [await _route(client, clock, out) for out in messages]
+    routes = await _routes(client, clock, messages)
     channel = await client.publisher()
+    assert isinstance(channel, aiormq.Channel)  # its basic_publish takes ``wait``
     timeout = client.options.confirm_timeout
     with driver_errors(client.options, "publish"):
         sends = [channel.basic_publish(out.envelope.body, exchange=exchange, routing_key=key,
                                        properties=properties(out), mandatory=True,
-                                       timeout=timeout)
+                                       timeout=timeout, wait=False)
                  for out, (exchange, key) in zip(messages, routes, strict=True)]
-        answers = await asyncio.gather(*sends, return_exceptions=True)
+        answers = (await asyncio.gather(*sends, return_exceptions=True) if len(sends) > 1
+                   else [await _answer(sends[0])])  # one: no task of its own
     for out, answer in zip(messages, answers, strict=True):
         _check(client, out, answer)
+
+
+async def _answer(send: Awaitable[object]) -> object:
+    """What ``send`` returned or raised, as ``gather(return_exceptions=True)`` reports it."""
+    try:
+        return await send
+    except Exception as exc:
+        return exc
+
+
+async def _routes(client: Client, clock: Clock,
+                  messages: Sequence[Outgoing]) -> list[tuple[str, str]]:
+    """Each message's exchange and routing key: one lookup per destination of the messages
+    without an ETA, one per message with one."""
+    known: dict[tuple[str, str | None, str | None], tuple[str, str]] = {}
+    routes = []
+    for out in messages:
+        key = (out.envelope.queue, out.physical, out.exchange)
+        route = known.get(key) if out.envelope.eta is None else None
+        if route is None:
+            route = await _route(client, clock, out)
+            if out.envelope.eta is None:
+                known[key] = route
+        routes.append(route)
+    return routes
 
 
 def _check(client: Client, out: Outgoing, answer: object) -> None:
