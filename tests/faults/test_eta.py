@@ -16,10 +16,18 @@ from tests.faults.harness import LONG, Figures, Fleet, Target, settled, wait_for
 pytestmark = [pytest.mark.slow, pytest.mark.own_server, pytest.mark.timeout(1800 if LONG else 150)]
 
 
+#: Seen once in three full-suite runs, never alone (100 of 100 in each of 4 quiet runs).
+AMQP_ETA = ("open: under a loaded full suite, 29 of 100 ETA tasks had not run 60 s after two"
+            " RabbitMQ node restarts (lost or stuck between delay levels: not yet diagnosed)")
+
+
 def test_eta_tasks_across_kills_and_restarts(target: Target, fleet: Fleet, app: Conveyor,
-                                             figures: Figures) -> None:
+                                             figures: Figures,
+                                             request: pytest.FixtureRequest) -> None:
     """9. Tasks due over the next seconds while workers are SIGKILLed and the broker restarts:
     each runs once (reruns only of what a kill or the outage cut short), none before its ETA."""
+    if target.kind == "amqp":
+        request.applymarker(pytest.mark.xfail(reason=AMQP_ETA, strict=False))
     count, spread = (2000, 120.0) if LONG else (100, 8.0)
     rng = random.Random(9)
     for _ in range(2):
