@@ -16,32 +16,24 @@ import pytest
 from conveyor import Conveyor, State
 from conveyor.brokers import Envelope, open_broker
 from conveyor.brokers.amqp import AmqpBroker
-from tests.integration.conftest import ROOT, trace_lines, wait_for
+from tests.integration.amqp_env import amqp_env, bound_app
 from tests.integration.conftest import Workers as BaseWorkers
-from tests.stores import amqp_vhost, store_url
+from tests.integration.conftest import trace_lines, wait_for
+from tests.stores import amqp_vhost
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[dict[str, str]]:
-    trace = tmp_path / "trace"
-    trace.mkdir()
-    with amqp_vhost(queue_type="quorum") as broker, store_url("redis", tmp_path) as backend:
-        yield {**os.environ, "CONVEYOR_BROKER_URL": broker, "CONVEYOR_RESULT_BACKEND": backend,
-               "CONVEYOR_TEST_DIR": str(trace), "PYTHONPATH": str(ROOT)}
+    with amqp_env(tmp_path, queue_type="quorum") as found:
+        yield found
 
 
 @pytest.fixture
 def app(env: dict[str, str], monkeypatch: pytest.MonkeyPatch) -> Iterator[Conveyor]:
-    for key in ("CONVEYOR_BROKER_URL", "CONVEYOR_RESULT_BACKEND", "CONVEYOR_TEST_DIR"):
-        monkeypatch.setenv(key, env[key])
-    from tests.integration import amqp_app
-
-    amqp_app.app.broker_url = env["CONVEYOR_BROKER_URL"]
-    amqp_app.app.backend_url = env["CONVEYOR_RESULT_BACKEND"]
-    yield amqp_app.app
-    amqp_app.app.close()
+    with bound_app(env, monkeypatch) as bound:
+        yield bound
 
 
 def test_flow_end_to_end_and_a_killed_worker_counts_an_attempt(
