@@ -4,6 +4,8 @@ process-wide); see settings.py."""
 from __future__ import annotations
 
 import os
+import signal
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -36,3 +38,14 @@ def project(django_project: Path) -> Iterator[Path]:
 
     run_queued(current_app(), raise_errors=False)  # nothing left over from another test
     yield django_project
+
+
+def stop_worker(proc: subprocess.Popen[bytes]) -> int:
+    """SIGTERM a worker started in its own session, SIGKILL its group if it lingers; its exit
+    status (0 after a graceful stop)."""
+    proc.send_signal(signal.SIGTERM)
+    try:
+        return proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        return proc.wait()

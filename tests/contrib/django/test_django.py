@@ -4,7 +4,6 @@ outbox in the ORM's transaction, and manage.py conveyor running a real worker.""
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -17,6 +16,7 @@ from conveyor.contrib.django import current_app
 from conveyor.contrib.django.management.commands.conveyor import APP, conveyor_argv
 from conveyor.states import State
 from conveyor.testing import run_queued
+from tests.contrib.django.conftest import stop_worker
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -110,13 +110,8 @@ def test_manage_py_conveyor_worker_runs_committed_tasks(project: Path) -> None:
         found = _wait_finished(native)
         assert found.status == "SUCCESSFUL" and found.return_value == 42
     finally:
-        worker.send_signal(signal.SIGTERM)
-        try:
-            worker.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(worker.pid, signal.SIGKILL)
-            worker.wait()
-    assert worker.returncode == 0
+        code = stop_worker(worker)
+    assert code == 0
 
 
 def _wait_finished(result: object) -> object:

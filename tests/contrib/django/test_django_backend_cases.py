@@ -21,7 +21,6 @@ import asyncio
 import dataclasses
 import os
 import pickle
-import signal
 import subprocess
 import sys
 import time
@@ -36,6 +35,7 @@ from django.test import override_settings
 
 from conveyor.brokers import queue_admin
 from conveyor.contrib.django import ConveyorBackend, current_app
+from tests.contrib.django.conftest import stop_worker
 
 try:
     from django.tasks import TaskResultStatus, default_task_backend, task_backends
@@ -62,13 +62,8 @@ def worker(django_project: Path) -> Iterator[Path]:
     try:
         yield log
     finally:
-        proc.send_signal(signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
-    assert proc.returncode == 0
+        code = stop_worker(proc)
+    assert code == 0
 
 
 @pytest.fixture
