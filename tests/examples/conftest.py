@@ -10,7 +10,7 @@ import socket
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import httpx
@@ -77,15 +77,22 @@ def wait_http(url: str, timeout: float = 60.0) -> None:
     raise AssertionError(f"{url} did not answer within {timeout}s")
 
 
-def wait_final(base: str, task_id: str, timeout: float = 60.0) -> dict[str, object]:
-    """Poll ``GET {base}/tasks/{id}`` as the examples' pages do, until the task is final."""
+def wait_final(base: str, task_id: str, timeout: float = 60.0,
+               done: Callable[[dict[str, object]], bool] | None = None) -> dict[str, object]:
+    """Poll ``GET {base}/tasks/{id}`` as the examples' pages do, until the task is final
+    (``done``: how the app says so; the examples' ``ready`` field by default)."""
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         found: dict[str, object] = httpx.get(f"{base}/tasks/{task_id}", timeout=5.0).json()
-        if found["ready"]:
+        if done(found) if done is not None else found["ready"]:
             return found
         time.sleep(0.1)
     raise AssertionError(f"task {task_id} not final within {timeout}s")
+
+
+def celery_final(found: dict[str, object]) -> bool:
+    """Final as a Celery tutorial app's ``task_status`` says it (what its main.js polls for)."""
+    return found["task_status"] in ("SUCCESS", "FAILURE")
 
 
 def picture(width: int = 640, height: int = 480) -> bytes:

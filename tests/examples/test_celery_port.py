@@ -5,13 +5,12 @@ Celery's own option spelling) and uvicorn, driven over HTTP, on Redis and SQLite
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.examples.conftest import Processes, free_port, wait_http
+from tests.examples.conftest import Processes, celery_final, free_port, wait_final, wait_http
 
 pytest.importorskip("fastapi")
 pytestmark = pytest.mark.slow
@@ -34,21 +33,12 @@ def test_the_ported_tutorial_app_runs(env: dict[str, str], processes: Processes,
     created = httpx.post(f"{base}/tasks", json={"type": 2})
     assert created.status_code == 201
     task_id = created.json()["task_id"]
-    assert poll(base, task_id) == {"task_id": task_id, "task_status": "SUCCESS",
-                                   "task_result": True}
+    done = wait_final(base, task_id, done=celery_final)
+    assert done == {"task_id": task_id, "task_status": "SUCCESS", "task_result": True}
     failing = httpx.post(f"{base}/tasks", json={"type": -1}).json()["task_id"]
-    failed = poll(base, failing)
+    failed = wait_final(base, failing, done=celery_final)
     assert failed["task_status"] == "FAILURE"
     assert failed["task_result"] == {"type": "ValueError", "message": "no task of type -1"}
     unknown = httpx.get(f"{base}/tasks/not-a-task").json()
     assert unknown["task_status"] == "UNKNOWN"  # Celery would say PENDING
 
-
-def poll(base: str, task_id: str, timeout: float = 60.0) -> dict[str, object]:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found: dict[str, object] = httpx.get(f"{base}/tasks/{task_id}").json()
-        if found["task_status"] in ("SUCCESS", "FAILURE"):
-            return found
-        time.sleep(0.1)
-    raise AssertionError(f"{task_id} not done within {timeout}s")

@@ -8,14 +8,13 @@ from __future__ import annotations
 
 import os
 import sys
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 
-from tests.examples.conftest import ROOT, Processes, free_port, wait_http
+from tests.examples.conftest import ROOT, Processes, celery_final, free_port, wait_final, wait_http
 from tests.stores import store_url
 
 pytest.importorskip("fastapi")
@@ -48,8 +47,8 @@ def test_the_published_tutorial_app_runs_on_conveyor(env: dict[str, str], proces
     created = httpx.post(f"{base}/tasks", json={"type": 0})  # the README's curl
     assert created.status_code == 200  # the app returns its own JSONResponse: 200, not 201
     task_id = created.json()["task_id"]
-    assert poll(base, task_id) == {"task_id": task_id, "task_status": "SUCCESS",
-                                   "task_result": True}
+    done = wait_final(base, task_id, done=celery_final)
+    assert done == {"task_id": task_id, "task_status": "SUCCESS", "task_result": True}
     assert task_id in log.read_text()  # the worker's --logfile, as docker-compose asks
     unknown = httpx.get(f"{base}/tasks/not-a-task").json()
     assert unknown["task_status"] == "UNKNOWN"  # Celery would say PENDING
@@ -59,13 +58,3 @@ def test_the_published_tutorial_app_runs_on_conveyor(env: dict[str, str], proces
                            "test_home or test_mock_task or test_task_status"], env, cwd=PROJECT)
     assert own.wait(120) == 0  # test_task is left out: it sleeps 60 s in this process
 
-
-def poll(base: str, task_id: str, timeout: float = 60.0) -> dict[str, object]:
-    """What the app's main.js does: GET /tasks/{id} until SUCCESS or FAILURE."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        found: dict[str, object] = httpx.get(f"{base}/tasks/{task_id}").json()
-        if found["task_status"] in ("SUCCESS", "FAILURE"):
-            return found
-        time.sleep(0.2)
-    raise AssertionError(f"{task_id} not done within {timeout}s")
