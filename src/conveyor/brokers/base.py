@@ -50,8 +50,11 @@ _crash_after_claims = _crash_countdown()
 
 def crash_point() -> None:
     """The test hook of :data:`CRASH_AFTER_CLAIM_ENV`: consumers call it (when the hook is set)
-    after the store handed out messages and before they record them as held."""
+    after the store handed out messages and before they record them as held. Unset, it returns
+    at its first test."""
     global _crash_after_claims
+    if not _crash_after_claims:
+        return
     _crash_after_claims -= 1
     if _crash_after_claims == 0:
         os.kill(os.getpid(), signal.SIGKILL)
@@ -873,7 +876,7 @@ class PullConsumer(Consumer):
             batch = await self._claim_with(riding, free)
         finally:
             self._filling = False
-        if _crash_after_claims and batch.claims:
+        if batch.claims:
             crash_point()
         for claim in batch.claims:
             delivery = LeasedDelivery(self, claim)

@@ -36,8 +36,7 @@ import aiormq.abc
 from aio_pika.abc import AbstractChannel
 
 from ...errors import BrokerError, LeaseLost
-from .. import base
-from ..base import Consumer, Delivery, Envelope, ResultWrite, _store
+from ..base import Consumer, Delivery, Envelope, ResultWrite, _store, crash_point
 from . import publishing, topology
 from .connection import Client, driver_errors
 from .publishing import ATTEMPT, DELIVERIES, ETA, REASON, Outgoing
@@ -118,8 +117,7 @@ class AmqpConsumer(Consumer):
 
     def _receiver(self, rank: int, name: str, physical: str) -> Any:
         async def receive(message: aiormq.abc.DeliveredMessage) -> None:
-            if base._crash_after_claims:  # the test hook: handed out, not yet held
-                base.crash_point()
+            crash_point()  # the test hook: handed out, not yet held
             priority = message.header.properties.priority or 0
             heapq.heappush(self._buffer, (-priority, rank, next(self._seq), message, name,
                                           physical))
