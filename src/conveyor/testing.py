@@ -73,7 +73,7 @@ async def _still_pending(app: Conveyor, queues: list[str], include_delayed: bool
     apart (a message on its way to the consumer is in no count)."""
     if _pending(app, queues, include_delayed):
         return True
-    if getattr(queue_admin(app.broker), "exact_counts", True):
+    if queue_admin(app.broker).exact_counts:
         return False
     await asyncio.sleep(0.1)
     return _pending(app, queues, include_delayed)

@@ -139,12 +139,12 @@ async def _when_started(app: Conveyor, worker: Worker, opts: Options, fd: int | 
     from .banner import banner
 
     await asyncio.sleep(0)  # run() has opened the consumer and started the middleware
-    if opts.banner:
+    if opts.banner:  # once per worker command: the first process of a pool shows it
         log.info("%s", banner(app, worker, opts))
-    limits = {name: seconds(task.options.time_limit, "time_limit")
-              for name, task in app.tasks.items()}
-    for warning in app.broker.startup_warnings(limits):
-        log.warning("%s", warning)
+        limits = {name: seconds(task.options.time_limit, "time_limit")
+                  for name, task in app.tasks.items()}
+        for warning in app.broker.startup_warnings(limits):
+            log.warning("%s", warning)
     if fd is not None:
         with contextlib.suppress(OSError):
             os.write(fd, b"ready\n")
