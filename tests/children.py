@@ -137,3 +137,26 @@ async def measure_wake(url: str, count: str) -> None:
 
 
 MODES: dict[str, Any] = {"drain": drain_and_ack, "hold": hold, "wake": measure_wake}
+
+
+def interrupt_twice(procs: list[subprocess.Popen[Any]], wait: float) -> None:
+    """Stop workers fast: SIGINT, then SIGINT again (which skips the grace period), each process
+    group killed if it is still there after ``wait`` seconds. The second signal follows once the
+    first had time to be taken: two sent back to back can merge into one pending signal, and
+    one means a graceful stop that waits for running tasks."""
+    running = [p for p in procs if p.poll() is None]
+    for proc in running:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGCONT)  # a stopped worker takes no signal
+            proc.send_signal(signal.SIGINT)
+    time.sleep(0.2)
+    for proc in running:
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGINT)
+    for proc in procs:
+        try:
+            proc.wait(wait)
+        except subprocess.TimeoutExpired:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()

@@ -28,6 +28,7 @@ import pytest
 
 from conveyor import Conveyor
 from conveyor.brokers.amqp import AmqpBroker
+from tests.children import interrupt_twice
 from tests.faults import faultapp, ledger
 from tests.rabbit_node import PrivateNode, port_open
 from tests.stores import store_url
@@ -226,18 +227,7 @@ class Fleet:
             proc.wait()
 
     def stop_all(self) -> None:
-        for proc in self.alive():
-            with contextlib.suppress(ProcessLookupError):
-                os.killpg(proc.pid, signal.SIGCONT)
-                proc.send_signal(signal.SIGINT)
-                proc.send_signal(signal.SIGINT)
-        for proc in self.procs:
-            try:
-                proc.wait(15)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        interrupt_twice(self.procs, 15)
 
     def wait_ended(self, ids: set[str], timeout: float) -> float:
         """Wait until every id has an end row; returns the seconds it took."""

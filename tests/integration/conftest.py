@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -14,6 +13,7 @@ from typing import Any
 import pytest
 
 from conveyor import Conveyor
+from tests.children import interrupt_twice
 from tests.stores import PAIRS, store_urls
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -96,16 +96,7 @@ class Workers:
         return proc
 
     def stop_all(self) -> None:
-        for proc in self.procs:
-            if proc.poll() is None:  # twice: the second signal stops without the grace period
-                proc.send_signal(signal.SIGINT)
-                proc.send_signal(signal.SIGINT)
-        for proc in self.procs:
-            try:
-                proc.wait(10)
-            except subprocess.TimeoutExpired:
-                os.killpg(proc.pid, signal.SIGKILL)
-                proc.wait()
+        interrupt_twice(self.procs, 10)
 
 
 @pytest.fixture

@@ -33,7 +33,7 @@ from conveyor.brokers import Envelope, StoredResult, open_store
 from conveyor.brokers.base import CRASH_AFTER_CLAIM_ENV
 from conveyor.errors import BrokerUnavailable, ConfigurationError, LeaseLost
 from tests import children as harness
-from tests.children import say
+from tests.children import interrupt_twice, say
 from tests.stores import REDIS_HOST, REDIS_PORT, drop_redis_prefix, redis_up, unavailable
 
 pytestmark = [pytest.mark.redis, pytest.mark.slow, pytest.mark.timeout(60)]
@@ -489,7 +489,7 @@ def test_worker_keeps_consuming_after_redis_restarts(
         [sys.executable, "-m", "conveyor", "worker", "-A", "tests.integration.taskapp",
          "--pool", "thread", "-c", "1", "-l", "error"], cwd=ROOT,
         env={**os.environ, "PYTHONPATH": str(ROOT), "CONVEYOR_BROKER_URL": url,
-             "CONVEYOR_TEST_DIR": str(trace)})
+             "CONVEYOR_TEST_DIR": str(trace)}, start_new_session=True)
     app = Conveyor("itest", broker=url)
     try:
         assert app.send_task("tests.integration.taskapp.add", [1, 2]).get(timeout=20) == 3
@@ -501,9 +501,7 @@ def test_worker_keeps_consuming_after_redis_restarts(
         assert worker.poll() is None
     finally:
         app.close()
-        worker.send_signal(signal.SIGINT)
-        worker.send_signal(signal.SIGINT)
-        worker.wait(15)
+        interrupt_twice([worker], 15)
 
 
 async def test_wake_up_reader_survives_a_subscribe_made_while_the_server_is_down(
