@@ -75,6 +75,8 @@ def test_broker_killed_and_restarted(target: Target, fleet: Fleet, app: Conveyor
     """4. Redis or RabbitMQ SIGKILLed and restarted under load: every publish that returned
     still runs, publishes during the outage raise, consumers resume within 10 s."""
     cycles, up, down = (5, 20.0, 5.0) if LONG else (2, 2.0, 2.0)
+    if target.kind == "amqp" and not LONG:
+        cycles = 1  # a node takes seconds to boot; the long run restarts it five times
     for _ in range(2):
         fleet.start(concurrency=4)
     stream = Stream(chunk=20 if LONG else 3)

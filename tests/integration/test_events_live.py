@@ -59,6 +59,7 @@ def test_failures_carry_the_error_and_history_can_be_replayed(
 def test_heartbeats_show_what_runs_and_a_killed_worker_goes_silent(
     app: Conveyor, workers: Workers
 ) -> None:
+    workers.env["CONVEYOR_HEARTBEAT_INTERVAL"] = "0.5"  # silent after three missed beats
     proc = workers.start("--pool", "thread", "-c", "2", "--name", "w-beat")
     running = taskapp.slow.delay(3.0, "beat")
     beat = wait_for(lambda: [e for e in _heartbeats(app) if e.fields["active"]], timeout=15)[0]
@@ -68,6 +69,7 @@ def test_heartbeats_show_what_runs_and_a_killed_worker_goes_silent(
     proc.send_signal(signal.SIGKILL)
     proc.wait(10)
     interval = float(beat.fields["interval"])
+    assert interval == 0.5
     time.sleep(3 * interval + 1.5)
     assert alive(_heartbeats(app), time.time()) == []
 
