@@ -34,9 +34,9 @@ from prometheus_client.registry import Collector
 
 from . import events as ev
 from .brokers import QueueAdmin, QueueStats
-from .dashboard.workers import queue_counts
 from .errors import ConveyorError
 from .events import Event, alive
+from .queuecounts import queue_counts
 
 if TYPE_CHECKING:
     from prometheus_client import Metric

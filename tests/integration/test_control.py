@@ -183,6 +183,8 @@ def test_inspect_and_control_from_the_command_line(
     active = wait_for(lambda: [p for p in json.loads(conveyor(
         env, "inspect", "active", "--json").stdout) if p["active"]], timeout=15)
     assert active[0]["worker"] == "cli-worker" and active[0]["active"][0]["id"] == running.id
+    counts = json.loads(conveyor(env, "inspect", "queues", "--json").stdout)
+    assert {r["queue"]: r["in_flight"] for r in counts}["default"] == 1  # RabbitMQ: heartbeats
     stats = json.loads(conveyor(env, "inspect", "stats", "--json").stdout)
     assert sorted(tuple(s["queues"]) for s in stats) == [("default",), ("other",)]
     registered = json.loads(conveyor(env, "inspect", "registered", "--json").stdout)

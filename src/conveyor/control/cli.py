@@ -87,14 +87,19 @@ def inspect(ctx: click.Context, app_path: str | None, queues: str | None) -> Non
 @click.pass_context
 def inspect_queues(ctx: click.Context, app_path: str | None, queues: str | None,
                    as_json: bool) -> None:
-    """Ready, in-flight, delayed and dead counts per queue."""
+    """Ready, in-flight, delayed and dead counts per queue (in flight on RabbitMQ: what
+    the live workers' heartbeats report running)."""
     from ..brokers import queue_admin  # here: the worker's supervisor never opens a store
+    from ..queuecounts import queue_counts
+    from .commands import run_sync
+    from .inspect import live_heartbeats
 
     app = _app(ctx, app_path)
     admin = queue_admin(app.broker)
+    living = [] if admin.exact_counts else run_sync(live_heartbeats(app))
     rows = [{"queue": s.queue, "ready": s.ready, "in_flight": s.in_flight,
              "delayed": s.delayed, "dead": s.dead}
-            for s in (admin.stats(name) for name in _queues(queues) or admin.queues())]
+            for s in queue_counts(admin, app.default_queue, living, _queues(queues) or ())]
     _print(rows, as_json, f"{app.name} @ {app.broker.url}", [
         ("queue", lambda r: r["queue"]), ("ready", lambda r: str(r["ready"])),
         ("in flight", lambda r: str(r["in_flight"])), ("delayed", lambda r: str(r["delayed"])),

@@ -13,13 +13,14 @@ from typing import TYPE_CHECKING, Any
 from ..brokers import DeadLetterAdmin, QueueAdmin, QueueStats
 from ..errors import ConveyorError
 from ..events import Event, alive
+from ..queuecounts import queue_counts
 from ..urls import mask_url
 from .actions import Action, available
 from .follower import Follower
 from .index import TaskIndex
 from .security import Auth
 from .stats import SPAN, Activity
-from .workers import WorkerView, group, queue_counts
+from .workers import WorkerView, group
 
 if TYPE_CHECKING:
     from ..app import Conveyor

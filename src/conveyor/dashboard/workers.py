@@ -8,12 +8,10 @@ when it said goodbye or missed ``MISSED_BEATS`` of its own intervals
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Iterable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Any
 
-from ..brokers import QueueAdmin, QueueStats
 from ..events import Event, alive
 from ..urls import mask_url
 
@@ -78,23 +76,3 @@ def _add(view: WorkerView, event: Event, online: bool) -> None:
         view.load = [float(x) for x in f.get("load") or ()] or view.load
 
 
-def queue_names(broker: QueueAdmin, default: str, living: Iterable[Event]) -> list[str]:
-    """The queues to count: those the broker lists, the default one and those the living
-    processes consume (a broker that cannot list its queues, RabbitMQ, still shows them;
-    broadcast queues are each consumer's own and counted by none)."""
-    consumed = {str(q) for e in living for q in e.fields.get("queues") or ()}
-    return sorted({*broker.queues(), default,
-                   *(q for q in consumed if not q.startswith("fanout/"))})
-
-
-def queue_counts(broker: QueueAdmin, default: str, living: Iterable[Event]) -> list[QueueStats]:
-    """Counts of every queue :func:`queue_names` lists. Where the broker cannot count what
-    consumers hold (RabbitMQ: passive declares see only ready messages), in flight is at least
-    what the living processes report running from that queue in their heartbeats."""
-    beats = list(living)
-    found = [broker.stats(name) for name in queue_names(broker, default, beats)]
-    if broker.exact_counts:
-        return found
-    running = Counter(str(a.get("queue")) for e in beats for a in e.fields.get("active") or ()
-                      if isinstance(a, dict))
-    return [replace(s, in_flight=max(s.in_flight, running[s.queue])) for s in found]
