@@ -219,6 +219,21 @@ async def test_release_returns_the_message_at_once(store: Any) -> None:
     await consumer.close()
 
 
+async def test_an_abandoned_delivery_returns_after_its_lease(store: Any) -> None:
+    """A delivery whose settle failed is abandoned: it comes back after its lease, to the same
+    open consumer (the prefetch slot it held is free again), counted as another attempt."""
+    store.publish([env()])
+    consumer = store.consume(["q"], prefetch=1, lease=0.6)
+    got = await take(consumer)
+    got.abandon()
+    assert await nothing_within(consumer, 0.2)
+    again = await take(consumer, timeout=5.0)
+    assert again.envelope.id == got.envelope.id
+    assert again.attempt == got.attempt + 1
+    await again.ack()
+    await consumer.close()
+
+
 async def test_frozen_consumer_loses_its_delivery_within_the_lease(store: Any) -> None:
     needs(store, PullBroker, "leases")
     store.publish([env()])

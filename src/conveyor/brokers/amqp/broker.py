@@ -80,7 +80,7 @@ class AmqpBroker(Broker, QueueAdmin, DeadLetterAdmin):
         for name in queues:
             target(name)  # a malformed name fails here, not in the worker's loop
             self._known.setdefault(name)
-        consumer = AmqpConsumer(self, list(queues), prefetch)
+        consumer = AmqpConsumer(self, list(queues), prefetch, lease)
         self._consumers.add(consumer)
         return consumer
 

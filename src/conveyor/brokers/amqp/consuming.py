@@ -15,7 +15,9 @@ redelivered message is published again with its counts raised by one and the red
 its next hand-out then knows the exact count (a message that kills its worker every time meets
 the delivery limit either way). Settles that give a message back (``release``, ``retry``,
 closing with prefetched messages) publish the copy, wait for its confirm, then ack; a message
-is never nacked back with requeue, which would count as a redelivery.
+is never nacked back with requeue, which would count as a redelivery, except one the worker
+abandoned (its settle failed), which is nacked back once a lease has passed, as a pull store's
+expired lease returns it.
 
 A message whose ETA is not reached yet (a delay longer than every level) is sent round the
 delay levels again, unseen by the worker. When the channel or connection drops, held
@@ -53,12 +55,15 @@ _Held = tuple[int, int, int, aiormq.abc.DeliveredMessage, str, str]
 class AmqpConsumer(Consumer):
     """Deliveries from ``queues`` on a channel of the current event loop's connection."""
 
-    def __init__(self, broker: AmqpBroker, queues: list[str], prefetch: int) -> None:
+    def __init__(self, broker: AmqpBroker, queues: list[str], prefetch: int,
+                 lease: float = 30.0) -> None:
         if prefetch < 1:
             raise ValueError("prefetch must be at least 1")
         self.broker = broker
         self.queues = queues
         self.prefetch = prefetch
+        self.lease = lease
+        self._requeues: set[asyncio.Future[None]] = set()
         self.client: Client | None = None
         self._channel: AbstractChannel | None = None
         self._raw: aiormq.abc.AbstractChannel | None = None
@@ -189,6 +194,25 @@ class AmqpConsumer(Consumer):
         except Exception as exc:
             raise LeaseLost(f"could not ack: {type(exc).__name__}; RabbitMQ hands it out"
                             " again") from None
+
+    def requeue_later(self, message: aiormq.abc.DeliveredMessage) -> None:
+        """Give an abandoned message back to RabbitMQ once a lease has passed (a nack with
+        requeue: its next hand-out counts it as a redelivery), unless its channel closed first,
+        which gives it back anyway. Until then it holds one of the channel's prefetch slots."""
+        def start() -> None:
+            future = asyncio.ensure_future(self._requeue(message))
+            self._requeues.add(future)
+            future.add_done_callback(self._requeues.discard)
+        asyncio.get_running_loop().call_later(self.lease, start)
+
+    async def _requeue(self, message: aiormq.abc.DeliveredMessage) -> None:
+        channel = message.channel
+        if channel.is_closed or channel is not self._raw:
+            return
+        try:
+            await channel.basic_nack(_tag(message), requeue=True)
+        except Exception as exc:  # the channel went: RabbitMQ hands it out again
+            log.debug("could not requeue an abandoned message: %s", exc)
 
     def holding(self, queue: str) -> int:
         """Messages of ``queue`` this consumer holds unacknowledged: handed out or buffered."""
@@ -366,8 +390,10 @@ class AmqpDelivery(Delivery):
         self._consumer.settled(self)
 
     def abandon(self) -> None:
-        """Nothing to stop: the message stays unacknowledged until this channel closes, when
-        RabbitMQ hands it out again."""
+        """Unsettled: RabbitMQ hands the message out again after a lease, or sooner if this
+        channel closes."""
+        if not self._settled:
+            self._consumer.requeue_later(self._message)
         self._done()
 
 
