@@ -92,6 +92,17 @@ class PrivateNode:
                 pytest.fail(f"private RabbitMQ node did not start: {tail}")
             time.sleep(0.2)
 
+    def queue_depths(self) -> dict[str, tuple[int, int]]:
+        """The node's non-empty queues: name -> (ready, unacknowledged), from rabbitmqctl."""
+        cookie = (self.base / ".erlang.cookie").read_text().strip()  # the CLI runs as its user
+        listed = subprocess.run(
+            ["rabbitmqctl", "-n", self.name, "--erlang-cookie", cookie, "-q", "--no-table-headers",
+             "list_queues", "name", "messages_ready", "messages_unacknowledged"],
+            env=self._env(), capture_output=True, text=True, timeout=60, check=False).stdout
+        rows = [line.rsplit(None, 2) for line in listed.splitlines()]
+        return {r[0]: (int(r[1]), int(r[2])) for r in rows
+                if len(r) == 3 and r[1].isdigit() and r[2].isdigit() and r[1:] != ["0", "0"]}
+
     def stop(self) -> None:
         """Stop the node we started (its process group, by the id we started it with)."""
         proc, self.proc = self.proc, None
