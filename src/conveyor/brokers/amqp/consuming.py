@@ -13,7 +13,8 @@ before it was published (:mod:`.publishing` headers). A quorum queue adds Rabbit
 ``x-delivery-count`` (returns since then). A classic queue only flags a redelivery, so a
 redelivered message is published again with its counts raised by one and the redelivery acked:
 its next hand-out then knows the exact count (a message that kills its worker every time meets
-the delivery limit either way). Settles that give a message back (``release``, ``retry``,
+the delivery limit either way). That copy goes at the top priority (its own travels in a
+header), so a killed worker's tasks run again ahead of the backlog, not after it. Settles that give a message back (``release``, ``retry``,
 closing with prefetched messages) publish the copy, wait for its confirm, then ack; a message
 is never nacked back with requeue, which would count as a redelivery, except one the worker
 abandoned (its settle failed), which is nacked back once a lease has passed, as a pull store's
@@ -41,7 +42,7 @@ from ...errors import BrokerError, LeaseLost
 from ..base import Consumer, Delivery, Envelope, ResultWrite, _store, crash_point
 from . import publishing, topology
 from .connection import Client, driver_errors
-from .publishing import ATTEMPT, DELIVERIES, ETA, REASON, Outgoing
+from .publishing import ATTEMPT, DELIVERIES, ETA, PRIORITY, REASON, Outgoing
 from .routing import target
 
 if TYPE_CHECKING:
@@ -145,8 +146,10 @@ class AmqpConsumer(Consumer):
         if not props.message_id:
             await self._reject(message)  # no id: nothing can track it; RabbitMQ dead-letters it
             return None
+        own = headers.get(PRIORITY)  # sent ahead: its own priority travels in a header
         envelope = Envelope(str(props.message_id), queue, message.body,
-                            str(props.content_type or "application/json"), props.priority or 0,
+                            str(props.content_type or "application/json"),
+                            _int(own) if own is not None else props.priority or 0,
                             _float(headers.get(ETA)))
         attempt, deliveries = _int(headers.get(ATTEMPT)), _int(headers.get(DELIVERIES))
         if envelope.eta is not None and envelope.eta > self.broker.clock.time():
@@ -157,7 +160,7 @@ class AmqpConsumer(Consumer):
             returned = _int(headers.get("x-delivery-count"))
         elif message.delivery.redelivered:  # type: ignore[union-attr]
             await self._resend(message, Outgoing(envelope, attempt + 1, deliveries + 1,
-                                                 _keep(headers), physical))
+                                                 _keep(headers), physical, ahead=True))
             return None
         else:
             returned = 0
@@ -399,7 +402,7 @@ class AmqpDelivery(Delivery):
 
 def _keep(headers: dict[str, Any]) -> dict[str, Any]:
     """Headers a copy keeps: the caller's, without the counts and RabbitMQ's death records."""
-    drop = {ATTEMPT, DELIVERIES, ETA, REASON, publishing.FAILED_AT, "x-death",
+    drop = {ATTEMPT, DELIVERIES, ETA, REASON, PRIORITY, publishing.FAILED_AT, "x-death",
             "x-first-death-exchange", "x-first-death-queue", "x-first-death-reason",
             "x-delivery-count", "x-last-death-exchange", "x-last-death-queue",
             "x-last-death-reason"}

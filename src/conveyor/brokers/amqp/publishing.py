@@ -10,7 +10,9 @@ What a message carries besides its body, in AMQP properties: ``message_id`` (the
 ``content_type``, ``priority``, persistent delivery mode; and in headers: ``x-conveyor-attempt``
 (hand-outs before this publish), ``x-conveyor-deliveries`` (those that count for the delivery
 limit; either is left out when 0), ``x-conveyor-eta-ms`` (epoch milliseconds, for delayed
-messages), and on dead letters ``x-conveyor-reason`` and ``x-conveyor-failed-at-ms``. Times
+messages), ``x-conveyor-priority`` (the task's own priority, on a copy sent ahead of its
+queue's backlog at the top priority: a redelivery on a classic queue, see :mod:`.consuming`),
+and on dead letters ``x-conveyor-reason`` and ``x-conveyor-failed-at-ms``. Times
 are whole milliseconds: a float in an AMQP table travels as 32 bits, two minutes coarse at
 today's epoch.
 """
@@ -35,6 +37,8 @@ from .routing import target
 
 ATTEMPT, DELIVERIES, ETA = "x-conveyor-attempt", "x-conveyor-deliveries", "x-conveyor-eta-ms"
 REASON, FAILED_AT = "x-conveyor-reason", "x-conveyor-failed-at-ms"
+#: A copy sent ahead of its queue's backlog (a redelivery) carries its own priority here.
+PRIORITY = "x-conveyor-priority"
 PERSISTENT = 2
 
 
@@ -48,6 +52,7 @@ class Outgoing:
     headers: Mapping[str, Any] = field(default_factory=dict)
     physical: str | None = None  # send to this queue as it is, bypassing exchanges
     exchange: str | None = None  # with ``physical``: this exchange (dead letters)
+    ahead: bool = False  # at the top priority, ahead of what waits (its own in PRIORITY)
 
 
 def properties(out: Outgoing) -> Basic.Properties:
@@ -61,8 +66,11 @@ def properties(out: Outgoing) -> Basic.Properties:
         headers[DELIVERIES] = out.deliveries
     if env.eta is not None:
         headers[ETA] = math.ceil(env.eta * 1000)  # AMQP tables keep floats as 32 bits
+    priority = env.priority
+    if out.ahead:
+        headers[PRIORITY], priority = env.priority, topology.MAX_PRIORITY
     return Basic.Properties(content_type=env.content_type, delivery_mode=PERSISTENT,
-                            priority=env.priority, message_id=env.id, headers=headers or None)
+                            priority=priority, message_id=env.id, headers=headers or None)
 
 
 async def publish(client: Client, clock: Clock, messages: Sequence[Outgoing]) -> None:
