@@ -14,11 +14,11 @@ before it was published (:mod:`.publishing` headers). A quorum queue adds Rabbit
 redelivered message is published again with its counts raised by one and the redelivery acked:
 its next hand-out then knows the exact count (a message that kills its worker every time meets
 the delivery limit either way). That copy goes at the top priority (its own travels in a
-header), so a killed worker's tasks run again ahead of the backlog, not after it. Settles that give a message back (``release``, ``retry``,
-closing with prefetched messages) publish the copy, wait for its confirm, then ack; a message
-is never nacked back with requeue, which would count as a redelivery, except one the worker
-abandoned (its settle failed), which is nacked back once a lease has passed, as a pull store's
-expired lease returns it.
+header), so a killed worker's tasks run again ahead of the backlog, not after it. Settles
+that give a message back (``release``, ``retry``, closing with prefetched messages) publish
+the copy, wait for its confirm, then ack; a message is never nacked back with requeue, which
+would count as a redelivery, except one the worker abandoned (its settle failed), which is
+nacked back once a lease has passed, as a pull store's expired lease returns it.
 
 A message whose ETA is not reached yet (a delay longer than every level) is sent round the
 delay levels again, unseen by the worker. When the channel or connection drops, held
