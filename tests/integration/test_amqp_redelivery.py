@@ -54,4 +54,26 @@ async def test_a_redelivered_message_runs_again_ahead_of_the_backlog() -> None:
             await held.close()
         finally:
             broker.purge("q")
-            broker.close()
+            await broker.aclose()
+
+
+async def test_a_released_message_comes_back_first_with_its_priority() -> None:
+    with amqp_vhost() as url:
+        broker = open_broker(url)
+        try:
+            queued = [envelope(priority=2) for _ in range(4)]
+            broker.publish(queued)
+            consumer = broker.consume(["q"], prefetch=1, lease=30)
+            got = await take(consumer)
+            assert got.envelope.id == queued[0].id
+            await got.release()
+            order = []
+            for _ in queued:
+                delivery = await take(consumer)
+                order.append((delivery.envelope.id, delivery.envelope.priority))
+                await delivery.ack()
+            assert order == [(e.id, 2) for e in queued]
+            await consumer.close()
+        finally:
+            broker.purge("q")
+            await broker.aclose()

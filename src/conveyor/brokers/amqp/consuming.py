@@ -14,11 +14,12 @@ before it was published (:mod:`.publishing` headers). A quorum queue adds Rabbit
 redelivered message is published again with its counts raised by one and the redelivery acked:
 its next hand-out then knows the exact count (a message that kills its worker every time meets
 the delivery limit either way). That copy goes at the top priority (its own travels in a
-header), so a killed worker's tasks run again ahead of the backlog, not after it. Settles
-that give a message back (``release``, ``retry``, closing with prefetched messages) publish
-the copy, wait for its confirm, then ack; a message is never nacked back with requeue, which
-would count as a redelivery, except one the worker abandoned (its settle failed), which is
-nacked back once a lease has passed, as a pull store's expired lease returns it.
+header), so a killed worker's tasks run again ahead of the backlog, not after it, as do
+messages given back (``release``, closing with prefetched messages). Settles that send a
+copy (those, ``retry``, dead letters) publish the copy, wait for its confirm, then ack; a
+message is never nacked back with requeue, which would count as a redelivery, except one the
+worker abandoned (its settle failed), which is nacked back once a lease has passed, as a pull
+store's expired lease returns it.
 
 A message whose ETA is not reached yet (a delay longer than every level) is sent round the
 delay levels again, unseen by the worker. When the channel or connection drops, held
@@ -146,11 +147,7 @@ class AmqpConsumer(Consumer):
         if not props.message_id:
             await self._reject(message)  # no id: nothing can track it; RabbitMQ dead-letters it
             return None
-        own = headers.get(PRIORITY)  # sent ahead: its own priority travels in a header
-        envelope = Envelope(str(props.message_id), queue, message.body,
-                            str(props.content_type or "application/json"),
-                            _int(own) if own is not None else props.priority or 0,
-                            _float(headers.get(ETA)))
+        envelope = _envelope(message, queue, headers)
         attempt, deliveries = _int(headers.get(ATTEMPT)), _int(headers.get(DELIVERIES))
         if envelope.eta is not None and envelope.eta > self.broker.clock.time():
             await self._resend(message, Outgoing(envelope, attempt, deliveries,
@@ -281,15 +278,12 @@ class AmqpConsumer(Consumer):
     async def _give_back_buffer(self) -> None:
         waiting, self._buffer = self._buffer, []
         for *_, message, queue, physical in sorted(waiting):
-            props = message.header.properties
-            headers = dict(props.headers or {})
-            env = Envelope(str(props.message_id or ""), queue, message.body,
-                           str(props.content_type or "application/json"), props.priority or 0,
-                           _float(headers.get(ETA)))
-            try:
+            headers = dict(message.header.properties.headers or {})
+            env = _envelope(message, queue, headers)
+            try:  # ahead of the backlog: it was at the head when it came
                 await self.send_then_ack(message, [Outgoing(
                     env, _int(headers.get(ATTEMPT)), _int(headers.get(DELIVERIES)),
-                    _keep(headers), physical)])
+                    _keep(headers), physical, ahead=True)])
             except BrokerError as exc:
                 log.warning("could not give back %s (RabbitMQ returns it): %s", env.id, exc)
 
@@ -367,7 +361,7 @@ class AmqpDelivery(Delivery):
 
     async def release(self) -> None:
         await self._settle(None, [Outgoing(self.envelope, self.attempt, self.deliveries - 1,
-                                           self._headers, self._physical)])
+                                           self._headers, self._physical, ahead=True)])
 
     async def _settle(self, result: ResultWrite | None, sends: list[Outgoing]) -> None:
         if self._settled:
@@ -398,6 +392,18 @@ class AmqpDelivery(Delivery):
         if not self._settled:
             self._consumer.requeue_later(self._message)
         self._done()
+
+
+def _envelope(message: aiormq.abc.DeliveredMessage, queue: str,
+              headers: dict[str, Any]) -> Envelope:
+    """The envelope of a delivered message; a copy sent ahead keeps its own priority in a
+    header."""
+    props = message.header.properties
+    own = headers.get(PRIORITY)
+    return Envelope(str(props.message_id or ""), queue, message.body,
+                    str(props.content_type or "application/json"),
+                    _int(own) if own is not None else props.priority or 0,
+                    _float(headers.get(ETA)))
 
 
 def _keep(headers: dict[str, Any]) -> dict[str, Any]:
