@@ -28,7 +28,6 @@ from .middleware import Chain, Middleware, default_middleware
 from .options import TaskOptions, TaskOptionsDict, build_options
 from .result import AsyncResult
 from .serializers import Codec
-from .signing import Signer
 from .task import AsyncTask, Task
 from .urls import mask_url
 
@@ -39,6 +38,7 @@ if TYPE_CHECKING:
     from .events import Event
     from .schedule import Schedule
     from .schedule.entries import CatchUp, Entry, PeriodicDecorator
+    from .signing import Signer
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -138,6 +138,8 @@ class Conveyor:
         """The message signer when ``signing_keys`` are set (see :mod:`conveyor.signing`)."""
         key = (tuple(self.conf.signing_keys), self.conf.signing_max_age)
         if self._signer is None or self._signer[0] != key:
+            from .signing import Signer  # here: hashlib and hmac only for an app that signs
+
             self._signer = (key, Signer(*key) if key[0] else None)
         return self._signer[1]
 

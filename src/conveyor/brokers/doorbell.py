@@ -17,7 +17,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
 import socket
 from collections.abc import Hashable
 
@@ -95,7 +94,7 @@ class Listener:
     """One bound, non-blocking socket in the doorbell directory, removed again on close."""
 
     def __init__(self, bell: Doorbell, channel: str) -> None:
-        self.name = f"{channel}-{os.getpid()}-{secrets.token_hex(6)}"
+        self.name = f"{channel}-{os.getpid()}-{os.urandom(6).hex()}"
         self._path = os.path.join(bell.directory, self.name)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
         try:

@@ -16,7 +16,6 @@ The claim is a blocking round trip in the producer, also in ``aapply_async``.
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import logging
 from typing import TYPE_CHECKING
 
@@ -76,6 +75,8 @@ def unique_key(app: Conveyor, message: Message) -> str | None:
     if derive is None or derive is False:
         return None
     if derive is True:
+        import hashlib  # here: only tasks with unique_key=True hash their arguments
+
         raw = orjson.dumps([message.args, message.kwargs], option=orjson.OPT_SORT_KEYS,
                            default=repr)
         return f"{message.task}:{hashlib.sha256(raw).hexdigest()[:32]}"

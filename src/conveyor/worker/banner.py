@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..version import VERSION
+
 if TYPE_CHECKING:
     from ..app import Conveyor
     from .pools import Options
@@ -28,15 +30,7 @@ def banner(app: Conveyor, worker: Worker, options: Options) -> str:
         periodic = sorted(app.periodic_tasks) + sorted(app.conf.beat_schedule)
         rows.append((f"beat ({len(periodic)})", ", ".join(periodic) or "no periodic entries"))
     width = max(len(label) for label, _ in rows)
-    lines = [f"conveyor {_version()} worker {worker.name} ready"]
+    lines = [f"conveyor {VERSION} worker {worker.name} ready"]
     lines += [f"  {label:<{width}}  {value}" for label, value in rows]
     return "\n".join(lines)
 
-
-def _version() -> str:
-    from importlib.metadata import PackageNotFoundError, version
-
-    try:
-        return version("conveyor-tasks")
-    except PackageNotFoundError:
-        return "(source)"

@@ -17,7 +17,6 @@ with an exception for the caller (the hard limit, terminate).
 from __future__ import annotations
 
 import asyncio
-import ctypes
 import threading
 import types
 from collections.abc import Coroutine, Generator
@@ -87,6 +86,8 @@ class Running:
 
 def raise_in_thread(ident: int, kind: type[BaseException]) -> bool:
     """Ask CPython to raise ``kind`` in thread ``ident``; False if no such thread runs."""
+    import ctypes  # here: only a task past its time limit needs it
+
     found = ctypes.pythonapi.PyThreadState_SetAsyncExc(ctypes.c_ulong(ident),
                                                       ctypes.py_object(kind))
     if found > 1:  # more than one thread state matched: undo, as the C API asks

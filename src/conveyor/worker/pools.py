@@ -37,7 +37,6 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
 from ..clock import SYSTEM, Clock
-from ..options import seconds
 from .groups import QueueGroup
 
 if TYPE_CHECKING:
@@ -136,6 +135,7 @@ async def _serve(app: Conveyor, worker: Worker, options: Options, ready_fd: int 
 async def _when_started(app: Conveyor, worker: Worker, opts: Options, fd: int | None) -> None:
     import asyncio
 
+    from ..options import seconds  # here: the supervisor never resolves task options
     from .banner import banner
 
     await asyncio.sleep(0)  # run() has opened the consumer and started the middleware
