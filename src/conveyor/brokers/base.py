@@ -230,6 +230,11 @@ class Broker(ABC):
 
     url: str
 
+    #: True when the broker keeps one message per task id (publishing an id it holds again
+    #: adds no second message). False for RabbitMQ: its workers then claim each id in the
+    #: result backend before running it (:mod:`conveyor.middleware.id_claims`).
+    indexes_ids: bool = True
+
     def startup_warnings(self, time_limits: Mapping[str, float | None]) -> list[str]:
         """What a worker should warn about before consuming, given each task's time limit in
         seconds (RabbitMQ: limits longer than its consumer timeout); none by default."""

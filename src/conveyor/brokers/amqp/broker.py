@@ -39,6 +39,8 @@ class AmqpBroker(Broker, QueueAdmin, DeadLetterAdmin):
     #: Counts are passive-declare snapshots: a message on its way to a consumer or between
     #: delay levels is in none of them for a moment.
     exact_counts = False
+    #: The same id published twice is two messages: workers claim ids before running them.
+    indexes_ids = False
 
     def __init__(self, options: AmqpOptions, clock: Clock = SYSTEM) -> None:
         self.options = options
