@@ -230,15 +230,17 @@ class Broker(ABC):
 
     url: str
 
-    #: True when the broker keeps one message per task id (publishing an id it holds again
-    #: adds no second message). False for RabbitMQ: its workers then claim each id in the
-    #: result backend before running it (:mod:`conveyor.middleware.id_claims`).
-    indexes_ids: bool = True
-
     def startup_warnings(self, time_limits: Mapping[str, float | None]) -> list[str]:
         """What a worker should warn about before consuming, given each task's time limit in
         seconds (RabbitMQ: limits longer than its consumer timeout); none by default."""
         return []
+
+    def claims_ids(self, queue: str) -> bool:
+        """True when workers must claim each task id of ``queue`` in the result backend
+        before running it (:mod:`conveyor.middleware.id_claims`): the broker stores the same
+        id published twice as two messages. False by default: the store keeps one message
+        per id."""
+        return False
 
     @abstractmethod
     def publish(self, envelopes: Sequence[Envelope]) -> None:

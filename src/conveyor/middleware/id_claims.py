@@ -17,9 +17,11 @@ runs. Then:
 
 The claim is freed once the delivery is settled (its outcome stored first), retries included,
 so the retry's copy (and a ``conveyor dlq replay``, which clears the old outcome) runs.
-Brokers with an index of ids (``Broker.indexes_ids``: SQLite, Redis) need none of this and
-pay nothing. Tasks with ``ignore_result`` keep no record: a copy that arrives after the
-first run was settled runs again.
+Brokers with an index of ids (SQLite, Redis: ``Broker.claims_ids`` False) need none of this
+and pay nothing, nor do RabbitMQ's fanout queues (each worker runs its copy on purpose). Tasks
+with ``ignore_result`` keep no record: a copy that arrives after the first run was settled runs
+again. A claim a worker could not free (its settle failed, it was killed) runs out after the
+lease; a copy that finds the record final meanwhile is acknowledged without running.
 """
 
 from __future__ import annotations
@@ -76,7 +78,7 @@ class IdClaims(Middleware):
 
 def _store(job: Job) -> Coordination | None:
     """The result backend when this delivery's broker needs id claims and it can hold them."""
-    if getattr(job.app.broker, "indexes_ids", True):
+    if not job.app.broker.claims_ids(job.delivery.envelope.queue):
         return None
     backend = job.app.backend
     return backend if isinstance(backend, Coordination) else None

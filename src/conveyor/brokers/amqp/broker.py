@@ -39,8 +39,6 @@ class AmqpBroker(Broker, QueueAdmin, DeadLetterAdmin):
     #: Counts are passive-declare snapshots: a message on its way to a consumer or between
     #: delay levels is in none of them for a moment.
     exact_counts = False
-    #: The same id published twice is two messages: workers claim ids before running them.
-    indexes_ids = False
 
     def __init__(self, options: AmqpOptions, clock: Clock = SYSTEM) -> None:
         self.options = options
@@ -85,6 +83,11 @@ class AmqpBroker(Broker, QueueAdmin, DeadLetterAdmin):
         consumer = AmqpConsumer(self, list(queues), prefetch)
         self._consumers.add(consumer)
         return consumer
+
+    def claims_ids(self, queue: str) -> bool:
+        """RabbitMQ stores each publish as a message, so ids are claimed, except on a fanout
+        queue: there every consumer gets its own copy of the id on purpose."""
+        return target(queue).kind != "fanout"
 
     def startup_warnings(self, time_limits: Mapping[str, float | None]) -> list[str]:
         return timeouts.too_long(time_limits, self.options.consumer_timeout)
