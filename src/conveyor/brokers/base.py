@@ -235,6 +235,13 @@ class Broker(ABC):
         seconds (RabbitMQ: limits longer than its consumer timeout); none by default."""
         return []
 
+    def claims_ids(self, queue: str) -> bool:
+        """True when workers must claim each task id of ``queue`` in the result backend
+        before running it (:mod:`conveyor.middleware.id_claims`): the broker stores the same
+        id published twice as two messages. False by default: the store keeps one message
+        per id."""
+        return False
+
     @abstractmethod
     def publish(self, envelopes: Sequence[Envelope]) -> None:
         """Store all envelopes in one round trip or transaction; raise BrokerError on failure."""

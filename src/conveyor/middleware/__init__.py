@@ -11,6 +11,7 @@ from .concurrency_keys import ConcurrencyKeys
 from .delivery_limit import DeliveryLimit
 from .events import Events
 from .expiry import Expiry
+from .id_claims import IdClaims
 from .logs import TaskLog
 from .rate_limits import RateLimits
 from .remote_control import RemoteControl
@@ -25,9 +26,12 @@ from .workflows import Workflows
 def default_middleware() -> list[Middleware]:
     """The built-in features in the order they see a delivery. Revocation, concurrency keys and
     rate limits decide before Results records STARTED, so a task that is not run (or waits) is
-    not marked started; Revocation judges a terminated run before Retries could retry it.
-    Workflows comes last: what follows a task is sent once its result is settled on."""
+    not marked started; IdClaims (one delivery of an id at a time, where the broker keeps no
+    index of ids) comes before anything spends a rate or a slot on a copy. Revocation judges a
+    terminated run before Retries could retry it. Workflows comes last: what follows a task is
+    sent once its result is settled on."""
     return [Events(), TaskLog(), RemoteControl(), DeliveryLimit(), Expiry(), Revocation(),
+            IdClaims(),
             ConcurrencyKeys(), RateLimits(), Results(), TimeLimits(), UniqueTasks(), Retries(),
             Workflows()]
 
@@ -40,6 +44,7 @@ __all__ = [
     "DeliveryLimit",
     "Events",
     "Expiry",
+    "IdClaims",
     "Job",
     "Middleware",
     "RateLimits",

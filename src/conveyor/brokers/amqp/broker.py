@@ -84,6 +84,11 @@ class AmqpBroker(Broker, QueueAdmin, DeadLetterAdmin):
         self._consumers.add(consumer)
         return consumer
 
+    def claims_ids(self, queue: str) -> bool:
+        """RabbitMQ stores each publish as a message, so ids are claimed, except on a fanout
+        queue: there every consumer gets its own copy of the id on purpose."""
+        return target(queue).kind != "fanout"
+
     def startup_warnings(self, time_limits: Mapping[str, float | None]) -> list[str]:
         return timeouts.too_long(time_limits, self.options.consumer_timeout)
 
