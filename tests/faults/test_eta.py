@@ -17,7 +17,8 @@ from tests.rabbit_node import PrivateNode
 pytestmark = [pytest.mark.slow, pytest.mark.own_server, pytest.mark.timeout(1800 if LONG else 150)]
 
 
-#: The short run loses none in quiet runs (100 of 100 each time); 29 of 100 once in a loaded full suite.
+#: The short run loses none in quiet runs (100 of 100 each time); 29 of 100 once in a loaded
+#: full suite.
 AMQP_ETA = ("open: a node SIGKILLed while messages move between delay levels can lose some (6 of"
             " 2,000 in the long run, every queue empty after): RabbitMQ dead-letters from classic"
             " queues at most once and unconfirmed")
