@@ -15,7 +15,9 @@ redelivered message is published again with its counts raised by one and the red
 its next hand-out then knows the exact count (a message that kills its worker every time meets
 the delivery limit either way). That copy goes at the top priority (its own travels in a
 header), so a killed worker's tasks run again ahead of the backlog, not after it, as do
-messages given back (``release``, closing with prefetched messages). Settles that send a
+messages given back (``release``, closing with prefetched messages) and the retries of a
+message that came back so (a copy waiting for its killed holder's id claim, see
+:mod:`conveyor.middleware.id_claims`). Settles that send a
 copy (those, ``retry``, dead letters) publish the copy, wait for its confirm, then ack; a
 message is never nacked back with requeue, which would count as a redelivery, except one the
 worker abandoned (its settle failed), which is nacked back once a lease has passed, as a pull
@@ -332,6 +334,7 @@ class AmqpDelivery(Delivery):
         self._message = message
         self._physical = physical
         self._headers = _keep(headers)
+        self._ahead = PRIORITY in headers  # it came back ahead of the backlog: it stays so
         self._settled = False
 
     @property
@@ -348,7 +351,7 @@ class AmqpDelivery(Delivery):
         copy = Envelope(env.id, env.queue, env.body if body is None else body,
                         env.content_type, env.priority, eta)
         await self._settle(result, [Outgoing(copy, self.attempt, 0, self._headers,
-                                             self._physical)])
+                                             self._physical, ahead=self._ahead)])
 
     async def dead_letter(self, reason: str, result: ResultWrite | None = None) -> None:
         broker = self._consumer.broker
