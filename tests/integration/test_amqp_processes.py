@@ -73,12 +73,12 @@ def test_sigkill_mid_task_loses_nothing(app: Conveyor, workers: Workers,
                                         env: dict[str, str]) -> None:
     from tests.integration import amqp_app
 
-    victim = workers.start("-c", "2")
+    victim = workers.start("-c", "2", "--lease", "2")  # the killed one's id claims run out
     sent = [amqp_app.record.delay(f"k{i}", 0.3) for i in range(20)]
     wait_for(lambda: len(trace_lines(env, "started")) >= 3, timeout=30)
     os.kill(victim.pid, signal.SIGKILL)
     victim.wait()
-    workers.start("-c", "2")
+    workers.start("-c", "2", "--lease", "2")
     assert sorted(r.get(timeout=60) for r in sent) == sorted(f"k{i}" for i in range(20))
     done = {line.split()[0] for line in trace_lines(env, "done")}
     assert done == {f"k{i}" for i in range(20)}  # every task ran to the end at least once

@@ -43,12 +43,13 @@ def test_flow_end_to_end_and_a_killed_worker_counts_an_attempt(
     workers = BaseWorkers(env)
     try:
         victim = workers.spawn(["-A", "tests.integration.amqp_app", "--pool", "thread",
-                                "-c", "2"], env)
+                                "-c", "2", "--lease", "2"], env)  # its id claims run out
         sent = [amqp_app.record.delay(f"q{i}", 0.2) for i in range(20)]
         wait_for(lambda: len(trace_lines(env, "started")) >= 3, timeout=30)
         os.kill(victim.pid, signal.SIGKILL)
         victim.wait()
-        workers.spawn(["-A", "tests.integration.amqp_app", "--pool", "thread", "-c", "4"], env)
+        workers.spawn(["-A", "tests.integration.amqp_app", "--pool", "thread", "-c", "4",
+                       "--lease", "2"], env)
         assert sorted(r.get(timeout=60) for r in sent) == sorted(f"q{i}" for i in range(20))
     finally:
         workers.stop_all()
