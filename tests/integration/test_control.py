@@ -107,6 +107,7 @@ def test_a_revoke_before_start_survives_a_worker_restart(
     app: Conveyor, workers: Workers, env: dict[str, str]
 ) -> None:
     first = workers.start("--pool", "thread")
+    assert taskapp.add.delay(1, 1).get(timeout=30) == 2  # up, its signal handlers in place
     later = ct.quiet.apply_async(("revoked",), countdown=3)  # no result record to stop it
     shown = conveyor(env, "revoke", later.id)
     assert shown.returncode == 0 and f"{later.id}: revoked" in shown.stdout, shown.stderr
