@@ -1,10 +1,11 @@
 """Queue statistics, purge and the dead-letter queue, with plain AMQP (no management plugin).
 
 Counts come from passive declares: ``ready`` is the work queue's message count, ``delayed`` the
-sum over its delay levels, ``dead`` its dead-letter queue's. RabbitMQ reports unacknowledged
-messages only through the management plugin, so ``in_flight`` counts what this process holds.
-Dead letters are browsed with ``basic.get`` on a channel of their own, then given back in their
-order by closing it; a replay publishes the copy (confirmed) before acking the dead letter.
+sum over its delay levels (both chains, see :mod:`.delays`), ``dead`` its dead-letter queue's.
+RabbitMQ reports unacknowledged messages only through the management plugin, so ``in_flight``
+counts what this process holds. Dead letters are browsed with ``basic.get`` on a channel of
+their own, then given back in their order by closing it; a replay publishes the copy
+(confirmed) before acking the dead letter.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ...clock import Clock
 from ..base import DeadLetter, Envelope
 from . import delays, publishing, topology
 from .connection import Client, driver_errors
+from .options import DELAY_QUEUE_TYPES
 from .publishing import ATTEMPT, ETA, FAILED_AT, REASON, Outgoing
 
 
@@ -47,33 +49,39 @@ async def declared(client: Client, queue: str) -> tuple[int, int]:
 
 
 async def delayed(client: Client, physical: str) -> int:
-    if not await _has_levels(client, physical):
-        return 0
-    total = 0
-    for level in range(delays.LEVELS):
-        total += await count(client, topology.level_queue(physical, level))
-    return total
+    """Messages waiting in the delay levels of ``physical``, of both chains."""
+    return sum((await levels(client, physical)).values())
 
 
-async def _has_levels(client: Client, physical: str) -> bool:
-    channel = await client.channel()
-    try:
-        raw = await channel.get_underlay_channel()
-        await raw.queue_declare(topology.level_queue(physical, 0), passive=True)
-        return True
-    except aiormq.exceptions.ChannelNotFoundEntity:
-        return False
-    finally:
-        with contextlib.suppress(Exception):
-            await channel.close()
+def level_names(physical: str) -> list[str]:
+    """Every level queue ``physical`` may have: the quorum chain's, then the classic one's."""
+    return [topology.level_queue(physical, level, kind)
+            for kind in DELAY_QUEUE_TYPES for level in range(delays.LEVELS)]
+
+
+async def levels(client: Client, physical: str) -> dict[str, int]:
+    """The level queues of ``physical`` that exist, with their ready counts. Levels are
+    declared one by one, so each is probed; a probe of a missing queue closes its channel,
+    and only then is another opened."""
+    found: dict[str, int] = {}
+    names = level_names(physical)
+    while names:
+        async with _getter(client) as raw:
+            while names:
+                name = names.pop(0)
+                with driver_errors(client.options, f"count {name!r}"):
+                    try:
+                        ok = await raw.queue_declare(name, passive=True)
+                    except aiormq.exceptions.ChannelNotFoundEntity:
+                        break
+                found[name] = int(ok.message_count or 0)
+    return found
 
 
 async def purge(client: Client, physical: str) -> int:
     """Purge the work queue and its delay levels; how many messages went."""
     total = 0
-    names = [physical] + ([topology.level_queue(physical, n) for n in range(delays.LEVELS)]
-                          if await _has_levels(client, physical) else [])
-    for name in names:
+    for name in [physical, *await levels(client, physical)]:
         total += await _purge_one(client, name)
     return total
 
@@ -108,12 +116,10 @@ async def browse(client: Client, queue: str, physical: str, limit: int
 
 async def scheduled(client: Client, queue: str, physical: str, limit: int) -> list[Envelope]:
     """The delayed messages of ``queue`` by ETA: every level browsed, each given back."""
-    if not await _has_levels(client, physical):
-        return []
+    names = await levels(client, physical)
     found: list[Envelope] = []
     async with _getter(client) as raw:
-        for level in range(delays.LEVELS):
-            name = topology.level_queue(physical, level)
+        for name in names:
             while (message := await _get(client, raw, name)) is not None:
                 found.append(_envelope(queue, message))
     return sorted(found, key=lambda e: e.eta or 0.0)[:limit]

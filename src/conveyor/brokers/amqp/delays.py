@@ -14,8 +14,14 @@ set bits, for exactly its delay; every message of one level queue has the same T
 expire in arrival order and a short delay never waits behind a long one. A delay longer than
 every level together (about 49 days) waits that long, and the consumer sends it round again.
 
-Each destination has its own level queues (``QUEUE.delay.N``), so its delayed messages can be
-counted and purged with it; they are declared with the first delayed message to it.
+Each destination has its own level queues, so its delayed messages can be counted and purged
+with it; a level queue is declared with the first delayed message that waits in it, so a
+destination whose delays stay under a minute never has more than 16. The level queues are
+quorum queues that dead-letter at least once (see :mod:`.topology`), or, with
+``delay_queue_type=classic``, the classic ones of earlier versions, which RabbitMQ dead-letters
+at most once and unconfirmed. The two kinds are two chains side by side on the same exchanges:
+each has its own queue names and its own destination token, so a message routed into one
+never reaches the other, and messages still waiting in an old classic chain arrive as before.
 """
 
 from __future__ import annotations
@@ -32,15 +38,22 @@ def delay_ms(seconds: float) -> int:
     return min(max(math.ceil(seconds * 1000.0), 1), MAX_DELAY_MS)
 
 
-def token(queue: str) -> str:
-    """One routing-key word naming a destination queue (any name: dots, ``#`` and all)."""
-    return hashlib.sha1(queue.encode()).hexdigest()[:24]
+def token(queue: str, kind: str) -> str:
+    """One routing-key word naming a destination queue (any name: dots, ``#`` and all) in the
+    chain of level queues of type ``kind`` (the classic chain keeps its earlier tokens)."""
+    salt = "" if kind == "classic" else f"{kind}:"
+    return hashlib.sha1(f"{salt}{queue}".encode()).hexdigest()[:24]
 
 
-def routing_key(ms: int, queue: str) -> str:
+def routing_key(ms: int, queue: str, kind: str) -> str:
     """The key spelling the bits of ``ms`` (level 31 first) and the destination."""
     bits = ".".join("1" if ms >> level & 1 else "0" for level in reversed(range(LEVELS)))
-    return f"{bits}.{token(queue)}"
+    return f"{bits}.{token(queue, kind)}"
+
+
+def set_levels(ms: int) -> list[int]:
+    """The levels a message of ``ms`` waits in: the bits set in ``ms``, highest first."""
+    return [level for level in reversed(range(LEVELS)) if ms >> level & 1]
 
 
 def entry_level(ms: int) -> int:
@@ -55,6 +68,6 @@ def level_binding(level: int, bit: str, destination: str = "*") -> str:
     return ".".join([*words, destination])
 
 
-def deliver_binding(queue: str) -> str:
+def deliver_binding(queue: str, kind: str) -> str:
     """The delivery exchange's binding key for ``queue``: any bits, its token."""
-    return ".".join(["*"] * LEVELS + [token(queue)])
+    return ".".join(["*"] * LEVELS + [token(queue, kind)])

@@ -11,12 +11,13 @@ The path is the virtual host, percent-encoded as in Celery's URLs: ``amqp://h//`
 Query options: ``queue_type`` (``classic``, the default, or ``quorum``), ``prefix`` (put before
 every queue and exchange name, so several applications can share a vhost), ``delivery_limit``
 (quorum queues: RabbitMQ's own ``x-delivery-limit``; a message past it goes to the dead-letter
-queue, never dropped), ``heartbeat`` (seconds), ``connect_timeout`` and ``confirm_timeout``
-(seconds a publish waits for the broker's confirm), ``consumer_timeout`` (the server's
-``consumer_timeout`` in seconds, 30 minutes unless ``rabbitmq.conf`` says otherwise, 0 when it
-is off: a worker warns about task time limits longer than it, see :mod:`.timeouts`), and for
-``amqps`` the TLS files above plus ``verify=no`` to skip checking the server's certificate
-(tests only).
+queue, never dropped), ``delay_queue_type`` (``quorum``, the default, or ``classic``: the type
+of the delay level queues, see :mod:`.topology`), ``heartbeat`` (seconds), ``connect_timeout``
+and ``confirm_timeout`` (seconds a publish waits for the broker's confirm),
+``consumer_timeout`` (the server's ``consumer_timeout`` in seconds, 30 minutes unless
+``rabbitmq.conf`` says otherwise, 0 when it is off: a worker warns about task time limits
+longer than it, see :mod:`.timeouts`), and for ``amqps`` the TLS files above plus ``verify=no``
+to skip checking the server's certificate (tests only).
 """
 
 from __future__ import annotations
@@ -29,8 +30,11 @@ from ...errors import ConfigurationError
 from ...urls import mask_url
 
 QUEUE_TYPES = ("classic", "quorum")
-_KNOWN = {"queue_type", "prefix", "delivery_limit", "heartbeat", "connect_timeout",
-          "confirm_timeout", "consumer_timeout", "ca_certs", "certfile", "keyfile", "verify"}
+#: Delay level queues: quorum ones dead-letter at least once, classic ones at most once.
+DELAY_QUEUE_TYPES = ("quorum", "classic")
+_KNOWN = {"queue_type", "delay_queue_type", "prefix", "delivery_limit", "heartbeat",
+          "connect_timeout", "confirm_timeout", "consumer_timeout", "ca_certs", "certfile",
+          "keyfile", "verify"}
 
 
 @dataclass(frozen=True)
@@ -45,6 +49,7 @@ class AmqpOptions:
     vhost: str
     tls: bool
     queue_type: str = "classic"
+    delay_queue_type: str = "quorum"
     prefix: str = ""
     delivery_limit: int | None = None
     heartbeat: int = 30
@@ -91,9 +96,10 @@ def parse(url: str, queue_type: str | None = None) -> AmqpOptions:
     if unknown:
         raise ConfigurationError(f"{masked}: unknown option(s) {', '.join(unknown)}; known:"
                                  f" {', '.join(sorted(_KNOWN))}")
-    kind = query.get("queue_type", queue_type or "classic")
-    if kind not in QUEUE_TYPES:
-        raise ConfigurationError(f"{masked}: queue_type must be classic or quorum, got {kind!r}")
+    kind = _choice(masked, "queue_type", query.get("queue_type", queue_type or "classic"),
+                   QUEUE_TYPES)
+    delay_kind = _choice(masked, "delay_queue_type", query.get("delay_queue_type", "quorum"),
+                         DELAY_QUEUE_TYPES)
     tls = parts.scheme == "amqps"
     try:
         port = parts.port or (5671 if tls else 5672)
@@ -101,6 +107,7 @@ def parse(url: str, queue_type: str | None = None) -> AmqpOptions:
             url=masked, host=parts.hostname or "localhost", port=port,
             user=unquote(parts.username or "guest"), password=unquote(parts.password or "guest"),
             vhost=_vhost(parts.path), tls=tls, queue_type=kind,
+            delay_queue_type=delay_kind,
             prefix=query.get("prefix", ""),
             delivery_limit=_opt_int(query.get("delivery_limit")),
             heartbeat=int(query.get("heartbeat", 30)),
@@ -111,6 +118,13 @@ def parse(url: str, queue_type: str | None = None) -> AmqpOptions:
             keyfile=query.get("keyfile"), verify=query.get("verify", "yes") not in ("no", "0"))
     except ValueError as exc:
         raise ConfigurationError(f"{masked}: {exc}") from None
+
+
+def _choice(masked: str, name: str, value: str, allowed: tuple[str, ...]) -> str:
+    if value not in allowed:
+        raise ConfigurationError(f"{masked}: {name} must be {' or '.join(allowed)}, got"
+                                 f" {value!r}")
+    return value
 
 
 def _vhost(path: str) -> str:

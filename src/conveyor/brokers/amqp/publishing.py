@@ -164,7 +164,7 @@ async def _route(client: Client, clock: Clock, out: Outgoing) -> tuple[str, str]
     if wait <= 0:
         await topology.work_queue(client, physical)
         return "", physical
-    await topology.delay_levels(client, physical)
     ms = delays.delay_ms(wait)
-    return topology.delay_exchange(prefix, delays.entry_level(ms)), delays.routing_key(ms,
-                                                                                    physical)
+    await topology.delay_levels(client, physical, ms)
+    key = delays.routing_key(ms, physical, client.options.delay_queue_type)
+    return topology.delay_exchange(prefix, delays.entry_level(ms)), key

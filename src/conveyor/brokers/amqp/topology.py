@@ -8,8 +8,17 @@ For a queue ``q`` (names get the URL's ``prefix`` first):
   (delivery limit, rejection) is kept, never dropped;
 - ``q.dead``: its dead-letter queue, bound to the direct exchange ``conveyor.dead`` with key
   ``q``; the reason travels in the ``x-conveyor-reason`` header (or RabbitMQ's ``x-death``);
-- ``q.delay.0`` .. ``q.delay.31``: its delay levels (see :mod:`.delays`), with the shared topic
-  exchanges ``conveyor.delay.0`` .. ``conveyor.delay.31`` and ``conveyor.delay.deliver``.
+- ``q.delayq.0`` .. ``q.delayq.31``: its delay levels (see :mod:`.delays`), with the shared
+  topic exchanges ``conveyor.delay.0`` .. ``conveyor.delay.31`` and ``conveyor.delay.deliver``.
+  A level queue is declared with the first message that waits in it. They are quorum queues with
+  ``x-dead-letter-strategy: at-least-once`` and ``x-overflow: reject-publish`` (without which
+  RabbitMQ falls back to at most once): an expired message stays in its level until the
+  queues it is routed to (the next level down, or the work queue) confirmed it, so a node
+  killed while messages move between levels loses none; it may move one twice, and the id
+  claims run such a copy once. With ``delay_queue_type=classic`` they are the classic queues
+  ``q.delay.0`` .. ``q.delay.31`` of earlier versions (at most once, unconfirmed). Both chains
+  route through the same durable exchanges, so an old classic chain drains into the work queue
+  while new messages wait in the quorum one.
 
 Declaring what already exists with the same arguments is a no-op in RabbitMQ; with different
 ones (a classic queue redeclared as quorum) RabbitMQ refuses, reported as ConfigurationError.
@@ -22,8 +31,6 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Callable
 from typing import Any
-
-import aiormq.abc
 
 from . import delays
 from .connection import Client, driver_errors
@@ -38,8 +45,18 @@ def delay_exchange(prefix: str, level: int) -> str:
     return f"{prefix}conveyor.delay.{level}" if level >= 0 else f"{prefix}{DELIVER_EXCHANGE}"
 
 
-def level_queue(physical: str, level: int) -> str:
-    return f"{physical}.delay.{level}"
+def level_queue(physical: str, level: int, kind: str) -> str:
+    """Level ``level`` of ``physical`` in the chain of ``kind`` (``quorum`` or ``classic``)."""
+    return f"{physical}.delay.{level}" if kind == "classic" else f"{physical}.delayq.{level}"
+
+
+def level_arguments(prefix: str, level: int, kind: str) -> dict[str, Any]:
+    """A level queue's arguments: its TTL and where it dead-letters to (the level below)."""
+    args: dict[str, Any] = {"x-queue-type": kind, "x-message-ttl": 2**level,
+                            "x-dead-letter-exchange": delay_exchange(prefix, level - 1)}
+    if kind == "quorum":
+        args |= {"x-dead-letter-strategy": "at-least-once", "x-overflow": "reject-publish"}
+    return args
 
 
 def dead_queue(physical: str) -> str:
@@ -115,27 +132,32 @@ async def delay_exchanges(client: Client) -> None:
     await once(client, ("delay-exchanges",), declare)
 
 
-async def delay_levels(client: Client, physical: str) -> None:
-    """Declare the delay levels of the work queue ``physical``."""
+async def delay_levels(client: Client, physical: str, ms: int) -> None:
+    """Declare what a delay of ``ms`` to the work queue ``physical`` waits in: the exchanges,
+    the work queue with its delivery binding, and the level queues of the bits of ``ms``."""
     await delay_exchanges(client)
     await work_queue(client, physical)
+    kind, prefix = client.options.delay_queue_type, client.options.prefix
+
+    async def deliver() -> None:
+        channel = await client.publisher()
+        with driver_errors(client.options, f"bind {physical!r} to the delay exchanges"):
+            await channel.queue_bind(physical, delay_exchange(prefix, -1),
+                                     routing_key=delays.deliver_binding(physical, kind))
+    await once(client, ("delay-deliver", physical, kind), deliver)
+    for level in delays.set_levels(ms):
+        await _level(client, physical, level)
+
+
+async def _level(client: Client, physical: str, level: int) -> None:
+    kind, prefix = client.options.delay_queue_type, client.options.prefix
+    name = level_queue(physical, level, kind)
 
     async def declare() -> None:
         channel = await client.publisher()
-        with driver_errors(client.options, f"declare the delay levels of {physical!r}"):
-            await _declare_levels(channel, client.options.prefix, physical)
-    await once(client, ("delays", physical), declare)
-
-
-async def _declare_levels(channel: aiormq.abc.AbstractChannel, prefix: str,
-                          physical: str) -> None:
-    word = delays.token(physical)
-    for level in range(delays.LEVELS):
-        name = level_queue(physical, level)
-        await channel.queue_declare(name, durable=True, arguments={
-            "x-queue-type": "classic", "x-message-ttl": 2**level,
-            "x-dead-letter-exchange": delay_exchange(prefix, level - 1)})
-        await channel.queue_bind(name, delay_exchange(prefix, level),
-                                 routing_key=delays.level_binding(level, "1", word))
-    await channel.queue_bind(physical, delay_exchange(prefix, -1),
-                             routing_key=delays.deliver_binding(physical))
+        with driver_errors(client.options, f"declare the delay level {name!r}"):
+            await channel.queue_declare(name, durable=True,
+                                        arguments=level_arguments(prefix, level, kind))
+            await channel.queue_bind(name, delay_exchange(prefix, level), routing_key=(
+                delays.level_binding(level, "1", delays.token(physical, kind))))
+    await once(client, ("delay-level", name), declare)
