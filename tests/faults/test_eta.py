@@ -17,20 +17,10 @@ from tests.rabbit_node import PrivateNode
 pytestmark = [pytest.mark.slow, pytest.mark.own_server, pytest.mark.timeout(1800 if LONG else 150)]
 
 
-#: The short run loses none in quiet runs (100 of 100 each time); 29 of 100 once in a loaded
-#: full suite.
-AMQP_ETA = ("open: a node SIGKILLed while messages move between delay levels can lose some (6 of"
-            " 2,000 in the long run, every queue empty after): RabbitMQ dead-letters from classic"
-            " queues at most once and unconfirmed")
-
-
 def test_eta_tasks_across_kills_and_restarts(target: Target, fleet: Fleet, app: Conveyor,
-                                             figures: Figures,
-                                             request: pytest.FixtureRequest) -> None:
+                                             figures: Figures) -> None:
     """9. Tasks due over the next seconds while workers are SIGKILLed and the broker restarts:
     each runs once (reruns only of what a kill or the outage cut short), none before its ETA."""
-    if target.kind == "amqp":
-        request.applymarker(pytest.mark.xfail(reason=AMQP_ETA, strict=False))
     count, spread = (2000, 120.0) if LONG else (100, 8.0)
     rng = random.Random(9)
     for _ in range(2):
