@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import threading
 import time
-import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -12,9 +13,42 @@ from .errors import MalformedMessage
 PROTOCOL = 1
 
 
+#: Random bytes are drawn for this many ids at once: one system call instead of one per id,
+#: which was a quarter of the cost of a bulk send.
+_BATCH = 256
+#: The 17th hex digit of a UUID4 carries the variant: its top two bits become ``10``.
+_VARIANT = {digit: "89ab"[int(digit, 16) & 3] for digit in "0123456789abcdef"}
+
+
+class _Random(threading.local):
+    """Each thread's store of random hex digits, 32 per id."""
+
+    digits = ""
+    at = 0
+
+
+_random = _Random()
+
+
 def new_id() -> str:
-    """A fresh task id (a random UUID4 in hex with dashes, like Celery's)."""
-    return str(uuid.uuid4())
+    """A fresh task id: a random UUID4 in hex with dashes, like Celery's. Its random bits come
+    from ``os.urandom``, drawn for many ids at a time by each thread; a forked child draws
+    anew, so it never repeats its parent's ids."""
+    local = _random
+    at = local.at
+    if at >= len(local.digits):
+        local.digits, at = os.urandom(16 * _BATCH).hex(), 0
+    h = local.digits[at:at + 32]
+    local.at = at + 32
+    return f"{h[:8]}-{h[8:12]}-4{h[13:16]}-{_VARIANT[h[16]]}{h[17:20]}-{h[20:]}"
+
+
+def _draw_anew() -> None:
+    global _random
+    _random = _Random()
+
+
+os.register_at_fork(after_in_child=_draw_anew)
 
 
 @dataclass(frozen=True, slots=True)

@@ -121,3 +121,34 @@ def test_unencodable_arguments_name_the_task_and_argument() -> None:
             add.delay(2**70)
         with pytest.raises(SerializationError, match=r"keyword argument kwargs\['y'\]"):
             add.delay(1, y=-(2**64))
+
+
+def test_new_ids_are_uuid4_strings_and_unique() -> None:
+    import uuid
+
+    from conveyor.message import new_id
+
+    ids = [new_id() for _ in range(2000)]  # several draws of random bytes
+    assert len(set(ids)) == len(ids)
+    for value in ids[:600]:
+        parsed = uuid.UUID(value)
+        assert str(parsed) == value
+        assert parsed.version == 4 and parsed.variant == uuid.RFC_4122
+
+
+def test_a_forked_child_never_repeats_its_parents_ids() -> None:
+    import os
+
+    from conveyor.message import new_id
+
+    new_id()  # the parent holds drawn random bytes now
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child
+        os.write(write, new_id().encode())
+        os._exit(0)
+    os.close(write)
+    child = os.read(read, 64).decode()
+    os.close(read)
+    os.waitpid(pid, 0)
+    assert child != new_id()
