@@ -79,9 +79,10 @@ def upload() -> Response:
 
 def status(task_id: str) -> str:
     found = conveyor.AsyncResult(task_id)
-    outcome = found.result if found.successful() else None
-    return render_template_string(PAGE, task_id=task_id, state=str(found.state),
-                                  outcome=outcome, error=found.failed(), body=STATUS)
+    state = str(found.state)  # read once: the task may end between two reads
+    outcome = found.result if state == "SUCCESS" else None
+    return render_template_string(PAGE, task_id=task_id, state=state, outcome=outcome,
+                                  error=state == "FAILURE", body=STATUS)
 
 
 def files(name: str) -> Response:

@@ -279,6 +279,26 @@ async def test_zombie_renewal_reports_lost_and_cannot_retry(store: Any) -> None:
         zombie.run(zombie_consumer.close())
 
 
+async def test_a_keeper_renews_the_leases_of_a_frozen_consumer(store: Any) -> None:
+    """While a task blocks the consumer's loop, its keeper (called from another thread, here
+    the test's) keeps the held lease: another consumer gets nothing past the lease."""
+    needs(store, PullBroker, "leases")
+    store.publish([env()])
+    with Frozen() as blocked:
+        holder, held = blocked.hold_then_freeze(store, 0.6, 2.2)
+        keep = holder.keeper()
+        assert keep is not None
+        other = store.consume(["q"], prefetch=1, lease=30)
+        for _ in range(10):  # 2 s: past three leases
+            await asyncio.to_thread(keep)
+            assert await nothing_within(other, 0.2)
+        await asyncio.sleep(0.4)  # the loop thaws
+        assert not held.lost
+        blocked.run(held.ack())
+        await other.close()
+        blocked.run(holder.close())
+
+
 async def _consume(store: Any, lease: float) -> Consumer:
     return store.consume(["q"], prefetch=1, lease=lease)
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -120,6 +121,26 @@ def nap(x: int, seconds: float) -> int:
 
 # The control tests' tasks live in their own module, registered on this app.
 from tests.integration import control_tasks as _control_tasks  # noqa: E402, F401
+
+
+@app.task(bind=True)
+def where(self: Task[Any, Any], seconds: float) -> str:
+    """Sleeps ``seconds`` and says which thread ran it: "loop" (the worker's event loop thread,
+    the process's main thread) or "pool"; leaves a line per run in the trace file "where"."""
+    _trace("where", f"{self.request.id} {os.getpid()}")
+    time.sleep(seconds)
+    return "loop" if threading.current_thread() is threading.main_thread() else "pool"
+
+
+@app.task
+def runs_a_loop(x: int) -> list[Any]:
+    """A sync task running a coroutine of its own with ``asyncio.run``; the value and which
+    thread ran it, as :func:`where` says."""
+    async def double() -> int:
+        return 2 * x
+
+    on_loop = threading.current_thread() is threading.main_thread()
+    return [asyncio.run(double()), "loop" if on_loop else "pool"]
 
 
 @app.task

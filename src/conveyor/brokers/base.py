@@ -24,7 +24,7 @@ import logging
 import os
 import signal
 from abc import ABC, abstractmethod
-from collections.abc import Awaitable, Coroutine, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -215,6 +215,12 @@ class Consumer(ABC):
     def resize(self, prefetch: int) -> None:
         """Hold at most ``prefetch`` deliveries from now on (consumers that cannot change it
         keep theirs)."""
+        return None
+
+    def keeper(self) -> Callable[[], None] | None:
+        """A function that keeps what this consumer holds alive from another thread, without
+        the event loop (for a task that blocks the loop, see :mod:`conveyor.worker.inline`);
+        None when only the loop can."""
         return None
 
 
@@ -670,6 +676,14 @@ class PullBroker(Broker):
     async def _renew(self, claims: Sequence[Claim], lease: float) -> set[str]:
         """Extend the leases of ``claims``; return the tokens whose lease was already lost."""
 
+    #: True when :meth:`_renew_blocking` is implemented.
+    renews_blocking = False
+
+    def _renew_blocking(self, claims: Sequence[Claim], lease: float) -> set[str]:
+        """:meth:`_renew` by the store's blocking path: callable from any thread, it never
+        touches an event loop."""
+        raise NotImplementedError
+
     def consume(self, queues: Sequence[str], *, prefetch: int, lease: float,
                 record_started: bool = False) -> Consumer:
         return PullConsumer(self, list(queues), prefetch=prefetch, lease=lease,
@@ -964,6 +978,16 @@ class PullConsumer(Consumer):
     def _start_renewer(self) -> None:
         if self._renewer is None:
             self._renewer = asyncio.ensure_future(self._renew_loop())
+
+    def keeper(self) -> Callable[[], None] | None:
+        return self._renew_blocking if self.broker.renews_blocking else None
+
+    def _renew_blocking(self) -> None:
+        held = [d.claim for d in list(self._held.values())]
+        if held:
+            lost = self.broker._renew_blocking(held, self.lease)
+            if lost:  # the loop's next renewal marks them; their settles are refused anyway
+                log.warning("%d lease(s) were lost while a task ran", len(lost))
 
     async def _renew_loop(self) -> None:
         while not self._closed.is_set() or self._held:

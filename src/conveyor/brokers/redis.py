@@ -370,6 +370,11 @@ class _Op(Generic[T]):
     durable: bool = False
 
 
+def _unrenewed(claims: Sequence[Claim], exc: BrokerUnavailable) -> set[str]:
+    log.warning("could not renew %d leases: %s", len(claims), exc)
+    return set()
+
+
 def _both(first: _Op[A], second: _Op[B]) -> _Op[tuple[A, B]]:
     """Two operations in one round trip, in that order."""
     split = len(first.calls)
@@ -1151,8 +1156,15 @@ class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLo
         try:
             return await self._arun(self._plans.renew(claims, lease))
         except BrokerUnavailable as exc:
-            log.warning("could not renew %d leases: %s", len(claims), exc)
-            return set()
+            return _unrenewed(claims, exc)
+
+    renews_blocking = True
+
+    def _renew_blocking(self, claims: Sequence[Claim], lease: float) -> set[str]:
+        try:
+            return self._run(self._plans.renew(claims, lease))
+        except BrokerUnavailable as exc:
+            return _unrenewed(claims, exc)
 
     # -- admin ---------------------------------------------------------------------------------
     def stats(self, queue: str) -> QueueStats:

@@ -108,6 +108,10 @@ class Job:
     #: Called once the run is over and its outcome decided, before the settle: a worker frees
     #: the task's slot there, so the next task starts while this one's settle is on its way.
     on_ran: Callable[[], None] | None = None
+    #: Set in ``around_run`` by a feature that needs the event loop while the task runs (a
+    #: timer, a renewal): the task then never runs on the loop's thread (see
+    #: :mod:`conveyor.worker.inline`).
+    loop_bound: bool = False
 
     def ran(self) -> None:
         if self.on_ran is not None:

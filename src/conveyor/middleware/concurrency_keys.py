@@ -58,6 +58,7 @@ class ConcurrencyKeys(Middleware):
         key = job.scratch.get(_HOLDS)
         if key is None:
             return await call()
+        job.loop_bound = True
         with _renewing(job, key):
             return await call()
 

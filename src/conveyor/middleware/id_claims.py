@@ -62,6 +62,7 @@ class IdClaims(Middleware):
         held = job.scratch.get(_HELD)
         if held is None:
             return await call()
+        job.loop_bound = True
         with _renewing(job, *held):
             return await call()
 

@@ -38,6 +38,7 @@ class TimeLimits(Middleware):
         soft, hard = limits(job)
         if soft is None and hard is None:
             return await call()
+        job.loop_bound = True
         loop = asyncio.get_running_loop()
         timers = [loop.call_later(delay, action, job, delay) for delay, action in (
             (soft, _soft), (hard, _hard)) if delay is not None]

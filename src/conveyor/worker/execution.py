@@ -58,7 +58,7 @@ async def run(job: Job) -> Verdict:
     task, message, attempt = job.task, job.message, job.delivery.attempt
     try:
         value = await job.app.middleware.around_run(
-            job, lambda: job.runner.call(task, message, attempt))
+            job, lambda: job.runner.call(task, message, attempt, loop_bound=job.loop_bound))
     except (Exception, SystemExit) as exc:  # a task's sys.exit() fails the task, not the worker
         return failed(job, exc)
     return Verdict.success(value)

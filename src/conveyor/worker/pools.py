@@ -115,7 +115,8 @@ def _worker(app: Conveyor, options: Options, parent: int | None) -> Worker:
     groups = options.groups if options.pool != "process" else ()
     return Worker(app, options.queues, concurrency=size, prefetch=options.prefetch,
                   grace=options.grace, lease=options.lease, name=options.name,
-                  pool=options.pool, exit_on_runaway=parent is not None, groups=groups)
+                  pool=options.pool, exit_on_runaway=parent is not None, groups=groups,
+                  inline=options.pool == "process" and not options.beat)
 
 
 async def _serve(app: Conveyor, worker: Worker, options: Options, ready_fd: int | None) -> None:

@@ -13,6 +13,7 @@ from typing import Any
 from ..handoff import Handoff
 from ..message import Message
 from ..task import Request, Task, set_request
+from .inline import Inline
 from .interrupt import Running, drive
 
 #: Context managers entered around a task's own call, in the thread (or the asyncio task) it runs
@@ -54,16 +55,31 @@ class Runner:
     """Calls tasks with their request context set. ``running`` maps the ids of calls in
     progress to their :class:`~conveyor.worker.interrupt.Running` handles (time limits and
     terminate interrupt them). ``runaway`` becomes True when a sync task was stopped while its
-    thread runs on (it cannot be killed), so a process-pool child exits after settling."""
+    thread runs on (it cannot be killed), so a process-pool child exits after settling.
+    ``inline`` (a one-slot worker sets it) runs short sync tasks on the loop's thread."""
 
     def __init__(self, threads: int) -> None:
         self.pool = Handoff(threads, "task")
         self.runaway = False
         self.running: dict[str, Running] = {}
+        self.inline: Inline | None = None  # set by a one-slot worker
 
-    async def call(self, task: Task[Any, Any], message: Message, attempt: int) -> Any:
+    async def call(self, task: Task[Any, Any], message: Message, attempt: int, *,
+                   loop_bound: bool = False) -> Any:
+        """Run the task; ``loop_bound``: something needs the loop while it runs (a time limit,
+        a renewal), so it may not run on the loop's thread (see :mod:`.inline`)."""
         request = Request(message.id, message.task, message.args, message.kwargs,
                           message.retries, attempt, message.queue, message.eta, message.options)
+        inline = self.inline
+        if inline is None or task.is_async:
+            return await self._tracked(task, message, request)
+        if not loop_bound and inline.admits(task.name):
+            return inline.call(task.name, _bound(request, task, message))
+        with inline.timing(task.name):
+            return await self._tracked(task, message, request)
+
+    async def _tracked(self, task: Task[Any, Any], message: Message, request: Request) -> Any:
+        """The call in its asyncio task or pool thread, interruptible by its handle."""
         running = self.running[message.id] = Running()
         try:
             if task.is_async:
@@ -82,18 +98,13 @@ class Runner:
 
     def _in_thread(self, task: Task[Any, Any], message: Message, request: Request,
                    running: Running) -> asyncio.Future[Any]:
-        context = contextvars.copy_context()
-        context.run(set_request, request)
-        factories = _in_call.get()
+        bound = _bound(request, task, message)
 
         def call() -> Any:
             with running.lock:
                 running.thread = threading.get_ident()
             try:
-                if factories:
-                    return context.run(_within, factories, task.run, *message.args,
-                                       **message.kwargs)
-                return context.run(task.run, *message.args, **message.kwargs)
+                return bound()
             finally:  # a pool thread must not receive an exception meant for this call later
                 with running.lock:
                     running.thread = None
@@ -102,3 +113,16 @@ class Runner:
 
     def close(self) -> None:
         self.pool.close(wait=False)
+        if self.inline is not None:
+            self.inline.close()
+
+
+def _bound(request: Request, task: Task[Any, Any], message: Message) -> Callable[[], Any]:
+    """A sync task's call, to make in any thread: in a copy of this context holding its
+    request, inside the :func:`in_call` context managers in force here."""
+    context = contextvars.copy_context()
+    context.run(set_request, request)
+    factories = _in_call.get()
+    if factories:
+        return lambda: context.run(_within, factories, task.run, *message.args, **message.kwargs)
+    return lambda: context.run(task.run, *message.args, **message.kwargs)

@@ -22,6 +22,7 @@ from ..middleware.events import EventBuffer, event_log, retention
 from ..states import State
 from .execution import execute
 from .groups import QueueGroup, group_prefetch
+from .inline import Inline
 from .pools import default_name
 from .runner import Runner
 
@@ -61,14 +62,15 @@ class Worker:
     ``running`` maps delivery ids to the jobs in progress; ``processed`` and ``failed`` count
     finished deliveries (not those put back to wait for a rate limit or a concurrency slot).
     Heartbeats and ``inspect`` report these. ``exit_code`` is what the worker's process should
-    exit with (set by a remote shutdown).
+    exit with (set by a remote shutdown). ``inline``: a one-slot worker may run short sync
+    tasks on its event loop's thread (:mod:`conveyor.worker.inline`); a process-pool child does.
     """
 
     def __init__(self, app: Conveyor, queues: Sequence[str] = ("default",), *,
                  concurrency: int = 1, prefetch: int | None = None, grace: float = 30.0,
                  lease: float | None = None, exit_on_runaway: bool = False,
                  name: str | None = None, pool: str = "async",
-                 groups: Sequence[QueueGroup] | None = None) -> None:
+                 groups: Sequence[QueueGroup] | None = None, inline: bool = False) -> None:
         self.app = app
         self.queues = list(queues)
         self.concurrency = concurrency
@@ -83,6 +85,7 @@ class Worker:
         self.name = name or default_name()
         self.pool = pool
         self.runner = Runner(concurrency)
+        self._inline = inline and concurrency == 1
         self.running: dict[str, Job] = {}
         self.processed = self.failed = 0
         self.started_at = 0.0
@@ -135,6 +138,7 @@ class Worker:
         self.started_at = self.app.clock.time()
         for lane in self._lanes:
             lane.consumer = self._open_consumer(lane)
+        self._run_inline()
         await self.app.middleware.worker_start(self)
         log.debug("process %d consuming %s (concurrency %d)", os.getpid(),
                   " ".join(g.describe() for g in self.groups), self.concurrency)
@@ -155,6 +159,14 @@ class Worker:
         if isinstance(consumer, PullConsumer):
             consumer.defer_settles = True  # this loop never waits for a settle (see _handle)
         return consumer
+
+    def _run_inline(self) -> None:
+        """Short sync tasks run on the loop's thread if asked, where the consumer can keep its
+        leases from another thread (see :mod:`conveyor.worker.inline`)."""
+        consumer = self._lanes[0].consumer
+        renew = consumer.keeper() if self._inline and consumer is not None else None
+        if renew is not None:
+            self.runner.inline = Inline(renew, self.lease, self.app.clock)
 
     def lanes(self) -> list[dict[str, object]]:
         """Each slot group's queues, slots and busy slots (heartbeats report them)."""
