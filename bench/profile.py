@@ -3,7 +3,8 @@
     python -m bench.profile [--store sqlite|redis] [--n 20000]
 
 A child process queues ``n`` no-op tasks with ``task.map`` (the producer), then runs one
-in-process worker of one slot, the path a process-pool child runs, over them (the worker).
+in-process worker of one slot, the path a process-pool child runs (short sync tasks on the
+loop's thread), over them (the worker).
 py-spy samples every thread of it (the event loop, the SQLite statement thread, the task
 thread) without stopping it (``--nonblocking``). Each sample is charged to the frame where it
 was taken (its leaf), put in a bucket by that frame's file; a sample under ``map`` counts for
@@ -40,7 +41,7 @@ for i in range(0, n, 5000):
     noop.map([()] * min(5000, n - i))
 
 async def main() -> None:
-    worker = Worker(app, ["default"], concurrency=1, pool="process")
+    worker = Worker(app, ["default"], concurrency=1, pool="process", inline=True)
     async def stop_when_done() -> None:
         while worker.processed < n:
             await asyncio.sleep(0.01)
