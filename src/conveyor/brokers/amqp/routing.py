@@ -19,6 +19,7 @@ Task names map to queue names through the app's ``routes`` setting (glob pattern
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass
 
@@ -51,8 +52,10 @@ class Target:
         return ".".join(["topic", self.exchange, *words])
 
 
+@functools.lru_cache(maxsize=1024)
 def target(name: str) -> Target:
-    """Parse a queue name (ConfigurationError for a malformed exchange form)."""
+    """Parse a queue name (ConfigurationError for a malformed exchange form). Cached: every
+    publish and every run asks, for a handful of names."""
     if not name:
         raise ConfigurationError("a queue name cannot be empty")
     kind, sep, rest = name.partition("/")
