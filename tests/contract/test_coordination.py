@@ -68,3 +68,22 @@ async def test_set_and_delete(store: Any) -> None:
     await store.adelete_value(k)
     store.delete_value(k)
     assert store.get_value(k) is None
+
+
+async def test_value_ttl_reads_what_is_left(store: Any) -> None:
+    needs(store, Coordination, "coordination values")
+    k = key()
+    assert store.value_ttl(k) is None
+    assert await store.avalue_ttl(k) is None
+    store.set_value(k, b"v", 10)
+    left = store.value_ttl(k)
+    assert left is not None and 8 < left <= 10
+    assert store.compare_and_set(k, b"v", b"v", 2)  # a renewal sets what is left
+    left = await store.avalue_ttl(k)
+    assert left is not None and 1 < left <= 2
+    store.set_value(k, b"short", 0.3)
+    await asyncio.sleep(0.5)
+    assert store.value_ttl(k) is None  # expired: absent
+    store.set_value(k, b"v", 30)
+    store.delete_value(k)
+    assert await store.avalue_ttl(k) is None

@@ -486,6 +486,15 @@ class Coordination(ABC):
         """Async form of :meth:`get_value`."""
 
     @abstractmethod
+    def value_ttl(self, key: str) -> float | None:
+        """Seconds until ``key`` expires, or None if it holds no value: a waiter for a lease
+        looks again when it would run out rather than on a fixed beat."""
+
+    @abstractmethod
+    async def avalue_ttl(self, key: str) -> float | None:
+        """Async form of :meth:`value_ttl`."""
+
+    @abstractmethod
     def compare_and_set(self, key: str, expected: bytes | None, value: bytes | None,
                         ttl: float) -> bool:
         """If ``key`` holds ``expected`` (None: absent), make it hold ``value`` for ``ttl``

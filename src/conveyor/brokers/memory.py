@@ -386,6 +386,15 @@ class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventL
     async def aget_value(self, key: str) -> bytes | None:
         return self.get_value(key)
 
+    def value_ttl(self, key: str) -> float | None:
+        with self._lock:
+            if self._value(key) is None:
+                return None
+            return max(0.0, self._values[key][1] - self.clock.time())
+
+    async def avalue_ttl(self, key: str) -> float | None:
+        return self.value_ttl(key)
+
     def compare_and_set(self, key: str, expected: bytes | None, value: bytes | None,
                         ttl: float) -> bool:
         with self._lock:

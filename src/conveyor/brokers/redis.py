@@ -1319,6 +1319,10 @@ class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLo
     def _get_op(self, key: str) -> _Op[bytes | None]:
         return _Op([_Call(("GET", self._kv_key(key)))], lambda replies: replies[0])
 
+    def _ttl_op(self, key: str) -> _Op[float | None]:
+        return _Op([_Call(("PTTL", self._kv_key(key)))],
+                   lambda replies: kv.seconds_left(replies[0]))
+
     def _set_op(self, key: str, value: bytes, ttl: float) -> _Op[None]:
         return _Op([_Call(("SET", self._kv_key(key), value, "PX", kv.ttl_ms(ttl)))],
                    lambda _: None)
@@ -1337,6 +1341,12 @@ class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLo
 
     async def aget_value(self, key: str) -> bytes | None:
         return await self._arun(self._get_op(key))
+
+    def value_ttl(self, key: str) -> float | None:
+        return self._run(self._ttl_op(key))
+
+    async def avalue_ttl(self, key: str) -> float | None:
+        return await self._arun(self._ttl_op(key))
 
     def compare_and_set(self, key: str, expected: bytes | None, value: bytes | None,
                         ttl: float) -> bool:

@@ -16,6 +16,14 @@ def ttl_ms(ttl: float) -> int:
     return max(1, int(ttl * 1000))
 
 
+def seconds_left(pttl: int) -> float | None:
+    """A ``PTTL`` reply in seconds: None for a missing key (-2). Every value is set with a
+    TTL, so -1 (no expiry) is a key written by something else; it reads as never running out."""
+    if pttl == -2:
+        return None
+    return float("inf") if pttl == -1 else pttl / 1000
+
+
 # KEYS: the value key. ARGV: expected ('' with ARGV[2] == '0': absent), expected given ('1'/'0'),
 # new value ('' with ARGV[5] == '0': delete), ttl in ms, new value given ('1'/'0').
 COMPARE_AND_SET = Script("compare_and_set", """

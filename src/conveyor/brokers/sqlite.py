@@ -1172,6 +1172,12 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventL
     async def aget_value(self, key: str) -> bytes | None:
         return await self._acall(kv_sql.get, key, now=self.clock.time())
 
+    def value_ttl(self, key: str) -> float | None:
+        return self._call(kv_sql.ttl_left, key, now=self.clock.time())
+
+    async def avalue_ttl(self, key: str) -> float | None:
+        return await self._acall(kv_sql.ttl_left, key, now=self.clock.time())
+
     def compare_and_set(self, key: str, expected: bytes | None, value: bytes | None,
                         ttl: float) -> bool:
         return self._call(self._kv, kv_sql.compare_and_set, key, expected, value, ttl)

@@ -21,6 +21,12 @@ def get(conn: sqlite3.Connection, key: str, *, now: float) -> bytes | None:
     return None if row is None else bytes(row[0])
 
 
+def ttl_left(conn: sqlite3.Connection, key: str, *, now: float) -> float | None:
+    row = conn.execute("SELECT expires_at FROM kv WHERE key = ? AND expires_at > ?",
+                       (key, now)).fetchone()
+    return None if row is None else float(row[0]) - now
+
+
 def put_if_absent(conn: sqlite3.Connection, key: str, value: bytes, ttl: float, *,
                   now: float) -> bytes | None:
     """Insert, or take over an expired row; else report what the live row holds."""
