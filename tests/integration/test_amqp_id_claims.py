@@ -21,6 +21,9 @@ from tests.integration.test_amqp_processes import Workers
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
+LEASE = 2.0  # the workers' lease, and so their id claims' TTL
+RERUN_MARGIN = 0.25  # seconds past the claim's expiry: a deferral's trip through RabbitMQ, load
+
 
 @pytest.fixture
 def env(tmp_path: Path) -> Iterator[dict[str, str]]:
@@ -69,16 +72,24 @@ def test_a_claimed_id_waits_and_runs_after_its_holder_is_killed(
         app: Conveyor, workers: Workers, env: dict[str, str]) -> None:
     from tests.integration import amqp_app
 
-    holder = workers.start("-c", "1", "--lease", "2")
+    holder = workers.start("-c", "1", "--lease", str(LEASE))
     task_id = f"held-{uuid.uuid4().hex[:8]}"
     result = amqp_app.record.apply_async(("held", 4.0), task_id=task_id)
     wait_for(lambda: _runs(env, "started", "held"), timeout=30)
-    workers.start("-c", "1", "--lease", "2")
+    workers.start("-c", "1", "--lease", str(LEASE))
     amqp_app.record.apply_async(("held", 4.0), task_id=task_id)  # a copy for the other worker
     time.sleep(2.0)
     assert len(_runs(env, "started", "held")) == 1  # the copy waits: not run concurrently
     os.kill(holder.pid, signal.SIGKILL)
+    killed = time.monotonic()
+    left = app.backend.value_ttl(f"idclaim:{app.name}:{task_id}")  # type: ignore[attr-defined]
     holder.wait()
+    assert left is not None and 0 < left <= LEASE  # the dead holder's claim, still running out
+    wait_for(lambda: len(_runs(env, "started", "held")) == 2, timeout=30, every=0.02)
+    rerun = time.monotonic() - killed
+    # The waiting copies look again when the claim runs out (not up to a quarter lease
+    # later), so the rerun starts as it does, within a lease of its last renewal.
+    assert rerun < left + RERUN_MARGIN, f"rerun {rerun:.2f} s after the kill, claim {left:.2f} s"
     assert result.get(timeout=40) == "held"  # the killed run's message, or the copy, ran
     wait_for(lambda: _drained(app), timeout=30)
     started, done = _runs(env, "started", "held"), _runs(env, "done", "held")

@@ -10,10 +10,11 @@ runs. Then:
 - the claim is taken: the delivery goes on. A copy whose record is already final (the id ran)
   is acknowledged without running by :class:`~conveyor.middleware.Results`, as on every broker;
 - another delivery holds it and the record is final: a duplicate, acknowledged unrun;
-- another delivery holds it, record not final: put back for a quarter of the lease
-  (:meth:`Verdict.defer`), never dropped. The holder may be running it, or be a worker that
-  was killed, whose message RabbitMQ hands out again: its claim runs out after the lease and
-  the next copy to look runs the task (at-least-once holds).
+- another delivery holds it, record not final: put back (:meth:`Verdict.defer`), never
+  dropped, until the claim's remaining TTL (read from the store) runs out, or a quarter of the
+  lease if that is sooner. The holder may be running it, or be a worker that was killed, whose
+  message RabbitMQ hands out again: its claim runs out at most a lease after its last renewal
+  and a copy looks again then and runs the task (at-least-once holds).
 
 The claim is freed once the delivery is settled (its outcome stored first), retries included,
 so the retry's copy (and a ``conveyor dlq replay``, which clears the old outcome) runs.
@@ -56,7 +57,9 @@ class IdClaims(Middleware):
         if record is not None and record.final:
             log.info("%s: a duplicate of a finished task, acknowledged without running", job.id)
             return Verdict.skip(None)
-        return Verdict.defer(lease / 4, "another delivery of this id holds its claim")
+        left = await store.avalue_ttl(key)
+        return Verdict.defer(recheck_after(left, lease),
+                             "another delivery of this id holds its claim")
 
     async def around_run(self, job: Job, call: Call) -> Any:
         held = job.scratch.get(_HELD)
@@ -75,6 +78,18 @@ class IdClaims(Middleware):
             await store.acompare_and_set(key, token.encode(), None, 1.0)
         except BrokerError as exc:  # it runs out after the lease
             log.warning("could not free the id claim of %s: %s", job.id, exc)
+
+
+RECHECK_FLOOR = 0.05  # seconds: the soonest a waiting copy looks again
+
+
+def recheck_after(left: float | None, lease: float) -> float:
+    """When a copy waiting for a claim with ``left`` seconds to run (None: just freed) looks
+    again: when it would run out, but at least every quarter of the lease (the holder renews
+    it while alive, so most looks find it renewed) and no sooner than :data:`RECHECK_FLOOR`."""
+    if left is None:
+        return min(RECHECK_FLOOR, lease / 4)
+    return min(lease / 4, max(RECHECK_FLOOR, left))
 
 
 def _store(job: Job) -> Coordination | None:
