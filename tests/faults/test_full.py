@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import subprocess
 import time
 import uuid
@@ -18,15 +19,45 @@ import redis
 from conveyor import Conveyor
 from conveyor.errors import ConveyorError
 from tests.faults import faultapp, ledger
-from tests.faults.harness import LONG, Figures, Fleet, Target, bind_app, settled, wait_for
+from tests.faults.harness import (
+    LONG,
+    Figures,
+    Fleet,
+    OwnRabbit,
+    Target,
+    bind_app,
+    settled,
+    wait_for,
+)
 
 pytestmark = [pytest.mark.slow, pytest.mark.own_server(small=True),
               pytest.mark.timeout(1800 if LONG else 150)]
 
 
 @contextlib.contextmanager
-def no_space(target: Target) -> Iterator[Callable[[], None]]:
-    """Take the store's space away; the yielded function gives it back."""
+def resource_alarm(node: OwnRabbit, alarm: str) -> Iterator[Callable[[], None]]:
+    """A memory or disk alarm on the private node: RabbitMQ blocks every publishing
+    connection. The yielded function lifts it."""
+    if alarm == "memory":
+        raise_it = ("set_vm_memory_high_watermark", "0.000001")
+        lift = ("set_vm_memory_high_watermark", "0.4")
+    else:  # a free-disk limit above the free space of the node's disk, then its own again
+        limit = node.ctl("eval", "rabbit_disk_monitor:get_disk_free_limit().").strip()
+        raise_it = ("set_disk_free_limit", str(shutil.disk_usage(node.base).free + (1 << 30)))
+        lift = ("set_disk_free_limit", limit)
+    node.ctl(*raise_it)
+    wait_for(lambda: alarm in node.ctl("eval", "rabbit_alarm:get_alarms()."), 30,
+             f"the {alarm} alarm never went off")
+    yield lambda: node.ctl(*lift)
+    node.ctl(*lift)
+    wait_for(lambda: alarm not in node.ctl("eval", "rabbit_alarm:get_alarms()."), 30,
+             f"the {alarm} alarm never cleared")
+
+
+@contextlib.contextmanager
+def no_space(target: Target, alarm: str = "memory") -> Iterator[Callable[[], None]]:
+    """Take the store's space away; the yielded function gives it back. On RabbitMQ: raise
+    ``alarm`` (memory or disk)."""
     if target.kind == "sqlite":
         assert target.workdir is not None
         filler = target.workdir / "filler"
@@ -37,13 +68,9 @@ def no_space(target: Target) -> Iterator[Callable[[], None]]:
                 os.fsync(fh.fileno())
         yield lambda: filler.unlink(missing_ok=True)
         filler.unlink(missing_ok=True)
-    elif target.kind == "amqp":  # a memory alarm: RabbitMQ blocks every publishing connection
-        node = target.server
-        node.ctl("set_vm_memory_high_watermark", "0.000001")
-        wait_for(lambda: "memory" in node.ctl("eval", "rabbit_alarm:get_alarms()."), 30,
-                 "the memory alarm never went off")
-        yield lambda: node.ctl("set_vm_memory_high_watermark", "0.4")
-        node.ctl("set_vm_memory_high_watermark", "0.4")
+    elif target.kind == "amqp":
+        with resource_alarm(target.server, alarm) as lift:
+            yield lift
     else:
         client = redis.Redis(port=target.server.port)
         used = int(client.info("memory")["used_memory"])
@@ -80,15 +107,29 @@ def publish_until_refused(limit: float) -> tuple[list[str], list[str], set[str]]
 
 def test_store_out_of_space(target: Target, fleet: Fleet, app: Conveyor,
                             figures: Figures) -> None:
-    """12. Producers get a clear Conveyor error while the store is full; what was queued is
-    not lost; the worker goes on by itself once there is space again."""
+    """12. Producers get a clear Conveyor error while the store is full (on RabbitMQ: a memory
+    alarm); what was queued is not lost; the worker goes on by itself once there is space
+    again."""
+    out_of_space(target, fleet, app, figures, "memory")
+
+
+@pytest.mark.brokers("amqp")  # a RabbitMQ alarm (a full disk for SQLite is the case above)
+def test_rabbitmq_disk_alarm(target: Target, fleet: Fleet, app: Conveyor,
+                             figures: Figures) -> None:
+    """12 (RabbitMQ). The same under a disk alarm: the node's free-disk limit set above the
+    free space, then back."""
+    out_of_space(target, fleet, app, figures, "disk")
+
+
+def out_of_space(target: Target, fleet: Fleet, app: Conveyor, figures: Figures,
+                 alarm: str) -> None:
     if target.kind == "amqp":  # a blocked publish waits for its confirm this long, then raises
         bind_app(replace(target, url=f"{target.url}&confirm_timeout=2"))
     before = [r.id for r in faultapp.app.send_many([faultapp.work.s(0.05) for _ in range(100)])]
     worker = fleet.start(concurrency=2)
     wait_for(lambda: ledger.ended_ids(fleet.ledger), 60, "the worker never started")
     went = time.time()
-    with no_space(target) as give_back:
+    with no_space(target, alarm) as give_back:
         accepted, refusals, raised = publish_until_refused(60)
         time.sleep(2.0)  # the worker meets the full store too
         give_back()
@@ -100,11 +141,16 @@ def test_store_out_of_space(target: Target, fleet: Fleet, app: Conveyor,
     wait_for(lambda: settled(app), 30, "queue not empty")
     verdict = ledger.check(fleet.ledger, ids, fleet.faults, maybe=raised)
     figures.add(**verdict.summary(), refused=len(refusals),
-                error=refusals[0] if refusals else "", recovery_seconds=round(took, 1))
+                error=refusals[0] if refusals else "", recovery_seconds=round(took, 1),
+                **({"alarm": alarm} if target.kind == "amqp" else {}))
     figures.publish()
     assert refusals, "the full store never refused a publish"
-    marker = {"sqlite": "full", "redis": "maxmemory", "amqp": "alarm"}[target.kind]
+    marker = {"sqlite": "full", "redis": "maxmemory",
+              "amqp": "memory or disk alarm"}[target.kind]
     assert all(marker in text for text in refusals), refusals[:3]
+    if target.kind == "amqp":  # after confirm_timeout, as unavailable (a publish may retry)
+        assert all(text.startswith("BrokerUnavailable: RabbitMQ did not confirm")
+                   for text in refusals), refusals[:3]
     assert verdict.clean, verdict
     assert worker.poll() is None
 
