@@ -232,8 +232,12 @@ class Fleet:
     def wait_ended(self, ids: set[str], timeout: float) -> float:
         """Wait until every id has an end row; returns the seconds it took."""
         started = time.monotonic()
-        wait_for(lambda: ids <= ledger.ended_ids(self.ledger), timeout,
-                 f"{len(ids - ledger.ended_ids(self.ledger))} of {len(ids)} tasks never ended")
+        try:
+            wait_for(lambda: ids <= ledger.ended_ids(self.ledger), timeout, "the tasks")
+        except AssertionError:  # count them now, not when the wait began
+            left = len(ids - ledger.ended_ids(self.ledger))
+            raise AssertionError(f"{left} of {len(ids)} tasks never ended: not within"
+                                 f" {timeout:.0f}s") from None
         return time.monotonic() - started
 
     def log_tail(self) -> str:
