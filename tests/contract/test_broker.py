@@ -434,6 +434,26 @@ async def test_deliveries_count_handouts_since_publish_retry_or_replay(store: An
         await replayed.ack()
 
 
+async def test_a_deferral_keeps_the_earlier_handouts_counted(store: Any) -> None:
+    """A deferred message (it waits for a rate limit, a key, an id claim; it did not run)
+    keeps the hand-outs before it counted, so a crash before the deferral still counts toward
+    the delivery limit; a retry starts afresh."""
+    store.publish([env()])
+    consumer = store.consume(["q"], prefetch=1, lease=0.6)
+    got = await take(consumer)
+    got.abandon()  # as a crashed holder's lease runs out
+    crashed = await take(consumer, timeout=5.0)
+    assert crashed.deliveries == 2
+    await crashed.retry(0, None, keep_count=True)
+    deferred = await take(consumer)
+    assert deferred.deliveries == 2  # the crash, and this hand-out
+    await deferred.retry(0, None)
+    retried = await take(consumer)
+    assert retried.deliveries == 1
+    await retried.ack()
+    await consumer.close()
+
+
 async def test_deliveries_count_a_consumer_that_died(store: Any) -> None:
     needs(store, PullBroker, "leases")
     store.publish([env()])

@@ -13,7 +13,7 @@ import pytest
 from conveyor import Conveyor, SerializationError, State, UnknownTask
 from conveyor.errors import DeliveryLimitExceeded
 from tests.integration import taskapp
-from tests.integration.conftest import ROOT, Workers, trace_lines, wait_for
+from tests.integration.conftest import ROOT, WITH_AMQP, Workers, trace_lines, wait_for
 
 pytestmark = [pytest.mark.slow, pytest.mark.timeout(90)]
 
@@ -35,9 +35,12 @@ def test_unencodable_result_fails_once_naming_task_and_type(
     assert "result not encodable" in dead.reason
 
 
+@pytest.mark.parametrize("stores", WITH_AMQP, indirect=True)
 def test_task_killing_its_process_stops_at_the_delivery_limit(
     app: Conveyor, workers: Workers, env: dict[str, str]
 ) -> None:
+    """On RabbitMQ too, where the killed process's id claim outlives it: the copy deferred to
+    wait for that claim keeps the crash counted."""
     workers.start("-c", "1", lease=1.0)
     result = taskapp.crashes_its_process.delay()
     with pytest.raises(DeliveryLimitExceeded, match="delivery limit reached"):

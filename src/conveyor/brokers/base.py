@@ -104,6 +104,7 @@ class Settle:
     delay: float = 0.0
     body: bytes | None = None
     reason: str = ""
+    keep_count: bool = False  # a retry that keeps the earlier hand-outs counted (a deferral)
 
 
 @dataclass(slots=True)
@@ -176,8 +177,12 @@ class Delivery(ABC):
 
     @abstractmethod
     async def retry(self, delay: float, body: bytes | None = None,
-                    result: ResultWrite | None = None) -> None:
-        """Atomically replace the body (if given) and hide the message for ``delay`` seconds."""
+                    result: ResultWrite | None = None, *, keep_count: bool = False) -> None:
+        """Atomically replace the body (if given) and hide the message for ``delay`` seconds.
+        Its hand-out count (``deliveries``) starts afresh, except with ``keep_count`` (a
+        deferral: the task did not run): then, as for a give-back, this hand-out is taken off
+        and the earlier ones stay counted, so a deferral never hides a crash from the
+        delivery limit."""
 
     @abstractmethod
     async def dead_letter(self, reason: str, result: ResultWrite | None = None) -> None:
@@ -670,8 +675,10 @@ class PullBroker(Broker):
         """Delete the message if ``claim.token`` still holds its lease, else raise LeaseLost."""
 
     @abstractmethod
-    async def _settle_retry(self, claim: Claim, delay: float, body: bytes | None) -> None:
-        """Fenced: keep the message, replace its body, make it due after ``delay``."""
+    async def _settle_retry(self, claim: Claim, delay: float, body: bytes | None,
+                            keep_count: bool = False) -> None:
+        """Fenced: keep the message, replace its body, make it due after ``delay``; its
+        hand-out count afresh, or one less with ``keep_count`` (see ``Delivery.retry``)."""
 
     @abstractmethod
     async def _settle_dead(self, claim: Claim, reason: str) -> None:
@@ -705,8 +712,9 @@ class PullBroker(Broker):
             await (self._settle_ack(claim) if result is None
                    else self._settle_ack_storing(claim, result))
         elif settle.kind == "retry":
-            await (self._settle_retry(claim, settle.delay, settle.body) if result is None
-                   else self._settle_retry_storing(claim, settle.delay, settle.body, result))
+            await (self._settle_retry(claim, settle.delay, settle.body, settle.keep_count)
+                   if result is None else self._settle_retry_storing(
+                       claim, settle.delay, settle.body, result, settle.keep_count))
         elif settle.kind == "dead":
             await (self._settle_dead(claim, settle.reason) if result is None
                    else self._settle_dead_storing(claim, settle.reason, result))
@@ -738,9 +746,9 @@ class PullBroker(Broker):
         await self._settle_ack(claim)
 
     async def _settle_retry_storing(self, claim: Claim, delay: float, body: bytes | None,
-                                    result: ResultWrite) -> None:
+                                    result: ResultWrite, keep_count: bool = False) -> None:
         await _store(self, result)
-        await self._settle_retry(claim, delay, body)
+        await self._settle_retry(claim, delay, body, keep_count)
 
     async def _settle_dead_storing(self, claim: Claim, reason: str,
                                    result: ResultWrite) -> None:
@@ -780,8 +788,9 @@ class LeasedDelivery(Delivery):
         await self._settle(Settle("ack", self.claim, result))
 
     async def retry(self, delay: float, body: bytes | None = None,
-                    result: ResultWrite | None = None) -> None:
-        await self._settle(Settle("retry", self.claim, result, delay=delay, body=body))
+                    result: ResultWrite | None = None, *, keep_count: bool = False) -> None:
+        await self._settle(Settle("retry", self.claim, result, delay=delay, body=body,
+                                  keep_count=keep_count))
 
     async def dead_letter(self, reason: str, result: ResultWrite | None = None) -> None:
         await self._settle(Settle("dead", self.claim, result, reason=reason))

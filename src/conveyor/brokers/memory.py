@@ -175,14 +175,16 @@ class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventL
             if self._held(claim) is not None:
                 del self._messages[claim.envelope.id]
 
-    async def _settle_retry(self, claim: Claim, delay: float, body: bytes | None) -> None:
+    async def _settle_retry(self, claim: Claim, delay: float, body: bytes | None,
+                            keep_count: bool = False) -> None:
         with self._lock:
             entry = self._held(claim)
             if entry is not None:
                 env = entry.envelope
                 entry.envelope = replace(env, body=env.body if body is None else body,
                                          eta=self.clock.time() + delay)
-                entry.token, entry.seq, entry.deliveries = None, next(self._seq), 0
+                kept = max(entry.deliveries - 1, 0) if keep_count else 0
+                entry.token, entry.seq, entry.deliveries = None, next(self._seq), kept
         self._bell.ring()
 
     async def _settle_dead(self, claim: Claim, reason: str) -> None:

@@ -580,7 +580,7 @@ class _Plans:
             acks = self._acks([claim])
             op = _Op(acks.calls, lambda replies: _check_status(claim, acks.parse(replies)[0]))
         elif settle.kind == "retry":
-            op = self.retry(claim, settle.delay, settle.body)
+            op = self.retry(claim, settle.delay, settle.body, settle.keep_count)
         elif settle.kind == "dead":
             op = self.dead(claim, settle.reason)
         else:
@@ -615,10 +615,11 @@ class _Plans:
         call = self._queue(script, claim.envelope.queue, [claim.envelope.id, claim.token, *args])
         return _Op([call], lambda replies: _check_status(claim, int(replies[0])))
 
-    def retry(self, claim: Claim, delay: float, body: bytes | None) -> _Op[None]:
+    def retry(self, claim: Claim, delay: float, body: bytes | None,
+              keep_count: bool = False) -> _Op[None]:
         extra = [] if body is None else [body]
         return self._settle(lua.RETRY, claim, repr(float(delay)),
-                            self.wake(claim.envelope.queue), *extra)
+                            self.wake(claim.envelope.queue), "1" if keep_count else "0", *extra)
 
     def dead(self, claim: Claim, reason: str) -> _Op[None]:
         return self._settle(lua.DEAD, claim, reason)
@@ -1127,15 +1128,17 @@ class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLo
         _check_status(claim, await self._side().acks.ack(claim, result))
 
     async def _settle_retry_storing(self, claim: Claim, delay: float, body: bytes | None,
-                                    result: ResultWrite) -> None:
-        await self._arun(self._plans.storing(result, self._plans.retry(claim, delay, body)))
+                                    result: ResultWrite, keep_count: bool = False) -> None:
+        retry = self._plans.retry(claim, delay, body, keep_count)
+        await self._arun(self._plans.storing(result, retry))
 
     async def _settle_dead_storing(self, claim: Claim, reason: str,
                                    result: ResultWrite) -> None:
         await self._arun(self._plans.storing(result, self._plans.dead(claim, reason)))
 
-    async def _settle_retry(self, claim: Claim, delay: float, body: bytes | None) -> None:
-        await self._arun(self._plans.retry(claim, delay, body))
+    async def _settle_retry(self, claim: Claim, delay: float, body: bytes | None,
+                            keep_count: bool = False) -> None:
+        await self._arun(self._plans.retry(claim, delay, body, keep_count))
 
     async def _settle_dead(self, claim: Claim, reason: str) -> None:
         await self._arun(self._plans.dead(claim, reason))

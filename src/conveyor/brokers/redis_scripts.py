@@ -302,15 +302,20 @@ end
 return out
 """)
 
-# ARGV: id, token, delay seconds, wake channel[, new body]. Returns the holder status.
+# ARGV: id, token, delay seconds, wake channel, keep count ("1": a deferral, see
+# Delivery.retry)[, new body]. Returns the holder status.
 RETRY = _queue_script("retry", "ready delayed leased dead body meta dlv tok seq", """
 local id = ARGV[1]
 local status = holder(id, ARGV[2])
 if status ~= 1 then return status end
 local t, delay = now(), tonumber(ARGV[3])
 unlease(id)
-redis.call('HDEL', dlv, id)
-if #ARGV >= 5 then redis.call('HSET', body, id, ARGV[5]) end
+if ARGV[5] == '1' and redis.call('HINCRBY', dlv, id, -1) > 0 then
+  -- a deferral: this hand-out is taken off, the earlier ones stay counted
+else
+  redis.call('HDEL', dlv, id)
+end
+if #ARGV >= 6 then redis.call('HSET', body, id, ARGV[6]) end
 local eta = fmt_time(t + delay)
 local score = renumber(id, eta)
 if delay > 0 then

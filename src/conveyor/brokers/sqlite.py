@@ -475,7 +475,7 @@ def settle_row(conn: sqlite3.Connection, settle: Settle, *, now: float) -> bool:
     if settle.kind == "ack":
         matched = ack_row(conn, claim, now=now)
     elif settle.kind == "retry":
-        matched = retry_row(conn, claim, settle.delay, settle.body, now=now)
+        matched = retry_row(conn, claim, settle.delay, settle.body, settle.keep_count, now=now)
     elif settle.kind == "dead":
         matched = dead_row(conn, claim, settle.reason, now=now)
     else:
@@ -495,7 +495,8 @@ def _envelope(row: Sequence[Any]) -> Envelope:
 _ACK = "DELETE FROM messages WHERE id = ? AND token = ? RETURNING seq"
 _RETRY = """
 UPDATE messages SET body = coalesce(?, body), eta = ?, state = ?, token = NULL,
-    lease_until = NULL, deliveries = 0, seq = (SELECT max(seq) FROM messages) + 1
+    lease_until = NULL, deliveries = CASE WHEN ? THEN max(deliveries - 1, 0) ELSE 0 END,
+    seq = (SELECT max(seq) FROM messages) + 1
 WHERE id = ? AND token = ? RETURNING seq
 """
 _DEAD = """
@@ -514,13 +515,13 @@ def ack_row(conn: sqlite3.Connection, claim: Claim, *, now: float) -> bool:
     return _fenced(conn, _ACK, (), claim)
 
 
-def retry_row(conn: sqlite3.Connection, claim: Claim, delay: float, body: bytes | None, *,
-              now: float) -> bool:
+def retry_row(conn: sqlite3.Connection, claim: Claim, delay: float, body: bytes | None,
+              keep_count: bool = False, *, now: float) -> bool:
     """In one statement: new body, hidden until ``now + delay``, lease cleared, back of FIFO."""
     eta = now + delay
     state = DELAYED if delay > 0 else READY
     blob = None if body is None else bytes(body)
-    return _fenced(conn, _RETRY, (blob, eta, state), claim)
+    return _fenced(conn, _RETRY, (blob, eta, state, keep_count), claim)
 
 
 def dead_row(conn: sqlite3.Connection, claim: Claim, reason: str, *, now: float) -> bool:
@@ -991,15 +992,16 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventL
         await self._acall(self._settle_storing, ack_row, claim, result=result)
 
     async def _settle_retry_storing(self, claim: Claim, delay: float, body: bytes | None,
-                                    result: ResultWrite) -> None:
-        await self._acall(self._settle_storing, retry_row, claim, delay, body, result=result,
-                          ring=True)
+                                    result: ResultWrite, keep_count: bool = False) -> None:
+        await self._acall(self._settle_storing, retry_row, claim, delay, body, keep_count,
+                          result=result, ring=True)
 
     async def _settle_dead_storing(self, claim: Claim, reason: str, result: ResultWrite) -> None:
         await self._acall(self._settle_storing, dead_row, claim, reason, result=result)
 
-    async def _settle_retry(self, claim: Claim, delay: float, body: bytes | None) -> None:
-        await self._acall(self._settle, retry_row, claim, delay, body, ring=True)
+    async def _settle_retry(self, claim: Claim, delay: float, body: bytes | None,
+                            keep_count: bool = False) -> None:
+        await self._acall(self._settle, retry_row, claim, delay, body, keep_count, ring=True)
 
     async def _settle_dead(self, claim: Claim, reason: str) -> None:
         await self._acall(self._settle, dead_row, claim, reason)

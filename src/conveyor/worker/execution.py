@@ -94,7 +94,8 @@ def decode(app: Conveyor, envelope: Envelope) -> tuple[Message, Task[Any, Any]]:
 async def settle(delivery: Delivery, verdict: Verdict) -> None:
     """Settle the delivery as the verdict says, carrying its result record if one is attached."""
     if verdict.action is Action.RETRY:
-        await delivery.retry(verdict.delay, verdict.body, result=verdict.result)
+        await delivery.retry(verdict.delay, verdict.body, result=verdict.result,
+                             keep_count=verdict.deferred)
     elif verdict.action is Action.DEAD_LETTER:
         await delivery.dead_letter(verdict.reason, result=verdict.result)
     else:

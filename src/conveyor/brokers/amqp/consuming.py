@@ -345,12 +345,13 @@ class AmqpDelivery(Delivery):
         await self._settle(result, [])
 
     async def retry(self, delay: float, body: bytes | None = None,
-                    result: ResultWrite | None = None) -> None:
+                    result: ResultWrite | None = None, *, keep_count: bool = False) -> None:
         env = self.envelope
         eta = self._consumer.broker.clock.time() + delay if delay > 0 else None
         copy = Envelope(env.id, env.queue, env.body if body is None else body,
                         env.content_type, env.priority, eta)
-        await self._settle(result, [Outgoing(copy, self.attempt, 0, self._headers,
+        counted = max(self.deliveries - 1, 0) if keep_count else 0
+        await self._settle(result, [Outgoing(copy, self.attempt, counted, self._headers,
                                              self._physical, ahead=self._ahead)])
 
     async def dead_letter(self, reason: str, result: ResultWrite | None = None) -> None:
