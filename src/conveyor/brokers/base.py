@@ -692,13 +692,10 @@ class PullBroker(Broker):
     async def _renew(self, claims: Sequence[Claim], lease: float) -> set[str]:
         """Extend the leases of ``claims``; return the tokens whose lease was already lost."""
 
-    #: True when :meth:`_renew_blocking` is implemented.
-    renews_blocking = False
-
+    @abstractmethod
     def _renew_blocking(self, claims: Sequence[Claim], lease: float) -> set[str]:
         """:meth:`_renew` by the store's blocking path: callable from any thread, it never
         touches an event loop."""
-        raise NotImplementedError
 
     def consume(self, queues: Sequence[str], *, prefetch: int, lease: float,
                 record_started: bool = False) -> Consumer:
@@ -998,7 +995,7 @@ class PullConsumer(Consumer):
             self._renewer = asyncio.ensure_future(self._renew_loop())
 
     def keeper(self) -> Callable[[], None] | None:
-        return self._renew_blocking if self.broker.renews_blocking else None
+        return self._renew_blocking
 
     def _renew_blocking(self) -> None:
         held = [d.claim for d in list(self._held.values())]

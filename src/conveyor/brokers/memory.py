@@ -203,8 +203,6 @@ class MemoryStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventL
     async def _renew(self, claims: Sequence[Claim], lease: float) -> set[str]:
         return self._renew_blocking(claims, lease)
 
-    renews_blocking = True
-
     def _renew_blocking(self, claims: Sequence[Claim], lease: float) -> set[str]:
         lost: set[str] = set()
         with self._lock:

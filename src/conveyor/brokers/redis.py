@@ -1161,8 +1161,6 @@ class RedisStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventLo
         except BrokerUnavailable as exc:
             return _unrenewed(claims, exc)
 
-    renews_blocking = True
-
     def _renew_blocking(self, claims: Sequence[Claim], lease: float) -> set[str]:
         try:
             return self._run(self._plans.renew(claims, lease))

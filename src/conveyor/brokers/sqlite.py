@@ -1012,8 +1012,6 @@ class SQLiteStore(PullBroker, QueueAdmin, DeadLetterAdmin, ResultBackend, EventL
     async def _renew(self, claims: Sequence[Claim], lease: float) -> set[str]:
         return await self._acall(renew_rows, list(claims), lease, now=self.clock.time())
 
-    renews_blocking = True
-
     def _renew_blocking(self, claims: Sequence[Claim], lease: float) -> set[str]:
         return self._call(renew_rows, list(claims), lease, now=self.clock.time())
 

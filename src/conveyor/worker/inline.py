@@ -90,13 +90,13 @@ class Inline:
         self.keeper.start()
         loop = asyncio.events._get_running_loop()
         asyncio.events._set_running_loop(None)
-        with self.timing(name):
-            self.keeper.since = self.clock.monotonic()
-            try:
-                return fn()
-            finally:
-                self.keeper.since = None
-                asyncio.events._set_running_loop(loop)
+        started = self.keeper.since = self.clock.monotonic()
+        try:
+            return fn()
+        finally:
+            self.keeper.since = None
+            asyncio.events._set_running_loop(loop)
+            self._record(name, self.clock.monotonic() - started)
 
     @contextlib.contextmanager
     def timing(self, name: str) -> Iterator[None]:
@@ -105,10 +105,11 @@ class Inline:
         try:
             yield
         finally:
-            took = self.clock.monotonic() - started
-            typical = self._typical.get(name)
-            self._typical[name] = took if typical is None else (
-                (1 - WEIGHT) * typical + WEIGHT * took)
+            self._record(name, self.clock.monotonic() - started)
+
+    def _record(self, name: str, took: float) -> None:
+        typical = self._typical.get(name)
+        self._typical[name] = took if typical is None else (1 - WEIGHT) * typical + WEIGHT * took
 
     def close(self) -> None:
         self.keeper.close()
