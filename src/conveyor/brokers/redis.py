@@ -494,6 +494,38 @@ def _pairs(claims: Sequence[Claim]) -> list[str]:
     return [v for c in claims for v in (c.envelope.id, c.token)]
 
 
+def _ack_fields(items: Sequence[tuple[Claim, ResultWrite | None]], group: list[int],
+                storing: bool) -> list[Any]:
+    """The ACK script's fields for the messages at ``group`` of ``items`` (see its ARGV)."""
+    fields: list[Any] = []
+    for i in group:
+        claim, result = items[i]
+        fields += (claim.envelope.id, claim.token)
+        if storing:
+            fields += (b"", 0) if result is None else (_encode_result(result.record),
+                                                       _ttl_ms(result.ttl))
+    return fields
+
+
+def _split(replies: list[Any], ops: Sequence[_Op[Any]]) -> list[list[Any]]:
+    """``replies`` of the ops joined by :func:`_joined`, cut back into each op's part."""
+    parts, start = [], 0
+    for op in ops:
+        parts.append(replies[start:start + len(op.calls)])
+        start += len(op.calls)
+    return parts
+
+
+def _joined(ops: Sequence[_Op[Any]], parse: Callable[[list[Any]], T]) -> _Op[T]:
+    """The calls of ``ops`` in one round trip, in order, read by ``parse``."""
+    calls: list[_Call] = []
+    stages: list[int] = []
+    for op in ops:
+        stages.extend(len(calls) + s for s in op.stages)
+        calls.extend(op.calls)
+    return _Op(calls, parse, tuple(stages), any(op.durable for op in ops))
+
+
 class _Plans:
     """Builds every operation as an :class:`_Op`: the key layout and protocol in one place."""
 
@@ -552,34 +584,32 @@ class _Plans:
         return _Op(calls, parse)
 
     def settles(self, settles: Sequence[Settle]) -> _Op[list[BaseException | None]]:
-        """Many settles in one round trip; how each went (None, or its LeaseLost)."""
-        ops = [self._settle_op(s) for s in settles]
+        """Many settles in one round trip; how each went (None, or its LeaseLost). The acks go
+        together, one script call per queue with their results (see :meth:`ack`); each other
+        settle is a call of its own."""
+        acking = [i for i, s in enumerate(settles) if s.kind == "ack"]
+        others = [i for i, s in enumerate(settles) if s.kind != "ack"]
+        acks = self.ack([(settles[i].claim, settles[i].result) for i in acking])
+        ops: list[_Op[Any]] = [acks, *(self._settle_op(settles[i]) for i in others)]
 
         def parse(replies: list[Any]) -> list[BaseException | None]:
-            out: list[BaseException | None] = []
-            start = 0
-            for op in ops:
-                part, start = replies[start:start + len(op.calls)], start + len(op.calls)
+            out: list[BaseException | None] = [None] * len(settles)
+            parts = _split(replies, ops)
+            for i, status in zip(acking, acks.parse(parts[0]), strict=True):
+                out[i] = _lost(settles[i].claim) if status < 0 else None
+            for i, op, part in zip(others, ops[1:], parts[1:], strict=True):
                 try:
                     op.parse(part)
-                    out.append(None)
                 except LeaseLost as exc:
-                    out.append(exc)
+                    out[i] = exc
             return out
 
-        calls: list[_Call] = []
-        stages: list[int] = []
-        for op in ops:
-            stages.extend(len(calls) + s for s in op.stages)
-            calls.extend(op.calls)
-        return _Op(calls, parse, tuple(stages), any(op.durable for op in ops))
+        return _joined(ops, parse)
 
     def _settle_op(self, settle: Settle) -> _Op[None]:
+        """A settle other than an ack (those go together, see :meth:`settles`)."""
         claim = settle.claim
-        if settle.kind == "ack":
-            acks = self._acks([claim])
-            op = _Op(acks.calls, lambda replies: _check_status(claim, acks.parse(replies)[0]))
-        elif settle.kind == "retry":
+        if settle.kind == "retry":
             op = self.retry(claim, settle.delay, settle.body, settle.keep_count)
         elif settle.kind == "dead":
             op = self.dead(claim, settle.reason)
@@ -592,24 +622,35 @@ class _Plans:
 
     def ack(self, items: Sequence[tuple[Claim, ResultWrite | None]]) -> _Op[list[int]]:
         """Fenced acks, each after storing its result (if any) under the fencing rule; the
-        statuses come back in the order of ``items``."""
+        statuses come back in the order of ``items``. On one server a message's result is
+        stored by its ack's script, in the same step; on a cluster (the result key is in
+        another slot) every result is stored first, by calls of its own."""
+        if not self.cluster:
+            return self._acks(items, storing=any(r is not None for _, r in items))
         stores = [self._write(r) for _, r in items if r is not None]
-        acks = self._acks([c for c, _ in items])
+        acks = self._acks(items, storing=False)
         if not stores:
             return acks
         return _then(_Op(stores, lambda _: None, durable=True), acks)
 
-    def _acks(self, claims: Sequence[Claim]) -> _Op[list[int]]:
-        groups = _grouped(claims)
-        calls = [self._queue(lua.ACK, q, _pairs(group)) for q, group in groups.items()]
+    def _acks(self, items: Sequence[tuple[Claim, ResultWrite | None]],
+              storing: bool) -> _Op[list[int]]:
+        groups: dict[str, list[int]] = {}
+        for i, (claim, _) in enumerate(items):
+            groups.setdefault(claim.envelope.queue, []).append(i)
+        head = ([lua.result_key(self.prefix, ""), lua.result_channel(self.prefix, "")]
+                if storing else ["", ""])
+        calls = [self._queue(lua.ACK, q, [*head, *_ack_fields(items, group, storing)])
+                 for q, group in groups.items()]
 
         def parse(replies: list[Any]) -> list[int]:
-            status = {(c.envelope.queue, c.token): s
-                      for group, reply in zip(groups.values(), replies, strict=True)
-                      for c, s in zip(group, reply, strict=True)}
-            return [int(status[(c.envelope.queue, c.token)]) for c in claims]
+            out = [0] * len(items)
+            for group, reply in zip(groups.values(), replies, strict=True):
+                for i, status in zip(group, reply, strict=True):
+                    out[i] = int(status)
+            return out
 
-        return _Op(calls, parse)
+        return _Op(calls, parse, durable=storing)
 
     def _settle(self, script: lua.Script, claim: Claim, *args: Any) -> _Op[None]:
         call = self._queue(script, claim.envelope.queue, [claim.envelope.id, claim.token, *args])
@@ -666,8 +707,7 @@ class _Plans:
 
     def store(self, task_id: str, record: StoredResult, ttl: float) -> _Op[bool]:
         call = _script(lua.STORE_RESULT, [lua.result_key(self.prefix, task_id)], [
-            record.attempt, int(record.final), _encode_result(record), _ttl_ms(ttl),
-            lua.result_channel(self.prefix, task_id),
+            _encode_result(record), _ttl_ms(ttl), lua.result_channel(self.prefix, task_id),
         ])
         return _Op([call], lambda replies: bool(replies[0]), durable=True)
 

@@ -91,6 +91,27 @@ class Script:
         object.__setattr__(self, "sha", hashlib.sha1(self.source.encode()).hexdigest())
 
 
+# Store the record "final|attempt|state|data" at `key` (ttl in ms, 0: none) under the fencing
+# rule: refused (0) over a final record or over a record of a later attempt; a final record is
+# announced on `channel`. 1 when stored.
+_STORE_RECORD = """
+local function store_record(key, record, ttl, channel)
+  local final, attempt = string.match(record, '^(%d)|(%-?%d+)|')
+  local current = redis.call('GET', key)
+  if current then
+    local was_final, was_attempt = string.match(current, '^(%d)|(%-?%d+)|')
+    if was_final == '1' or tonumber(was_attempt) > tonumber(attempt) then return 0 end
+  end
+  if tonumber(ttl) > 0 then
+    redis.call('SET', key, record, 'PX', ttl)
+  else
+    redis.call('SET', key, record)
+  end
+  if final == '1' then redis.call('PUBLISH', channel, '') end
+  return 1
+end
+"""
+
 _PRELUDE = f"""
 local BAND = {BAND}
 
@@ -201,7 +222,7 @@ def _queue_script(name: str, keys: str, body: str) -> Script:
     bindings = "\n".join(
         f"local {k} = KEYS[{used.index(k) + 1}]" if k in used else f"local {k} = nil"
         for k in QUEUE_KEYS)
-    return Script(name, bindings + "\n" + _PRELUDE + body, used)
+    return Script(name, bindings + "\n" + _STORE_RECORD + _PRELUDE + body, used)
 
 
 # ARGV: wake channel, result key prefix ('' : no records), record ttl in ms, then six per
@@ -284,11 +305,21 @@ promote(t)
 return {next_due(t), redis.call('ZRANGE', ready, 0, tonumber(ARGV[1]) - 1, 'WITHSCORES')}
 """)
 
-# ARGV: id, token, id, token, ... Returns one status per pair (see `holder`).
+# ARGV: result key prefix, result channel prefix, then per message: id, token; with a result
+# key prefix (single server only: the records are outside the queue's slot), id, token, its
+# encoded result record ('' for none), the record's ttl in ms. Each record is stored under the
+# fencing rule (see `store_record`) just before its message is acked, whether or not the ack
+# then finds the lease held, as a separate store would. Returns one status per message (see
+# `holder`).
 ACK = _queue_script("ack", "leased dead body meta att dlv tok", """
 local out = {}
-for i = 1, #ARGV, 2 do
+local stride = 2
+if ARGV[1] ~= '' then stride = 4 end
+for i = 3, #ARGV, stride do
   local id = ARGV[i]
+  if stride == 4 and ARGV[i + 2] ~= '' then
+    store_record(ARGV[1] .. id, ARGV[i + 2], ARGV[i + 3], ARGV[2] .. id)
+  end
   local status = holder(id, ARGV[i + 1])
   if status == 1 then
     unlease(id)
@@ -438,21 +469,10 @@ redis.call('DEL', dead)
 return #ids
 """)
 
-# KEYS: result key. ARGV: attempt, final ('1'/'0'), record, ttl in ms (0: none), channel.
-# The fencing rule: refuse over a final record or over a record of a later attempt.
-STORE_RESULT = Script("store_result", """
-local current = redis.call('GET', KEYS[1])
-if current then
-  local final, attempt = string.match(current, '^(%d)|(%-?%d+)|')
-  if final == '1' or tonumber(attempt) > tonumber(ARGV[1]) then return 0 end
-end
-if tonumber(ARGV[4]) > 0 then
-  redis.call('SET', KEYS[1], ARGV[3], 'PX', ARGV[4])
-else
-  redis.call('SET', KEYS[1], ARGV[3])
-end
-if ARGV[2] == '1' then redis.call('PUBLISH', ARGV[5], '') end
-return 1
+# KEYS: result key. ARGV: the encoded record, its ttl in ms (0: none), the result channel.
+# Returns 1 if stored, 0 if refused by the fencing rule (see `store_record`).
+STORE_RESULT = Script("store_result", _STORE_RECORD + """
+return store_record(KEYS[1], ARGV[1], ARGV[2], ARGV[3])
 """)
 
 # KEYS: the member set. ARGV: member, ttl in ms. Returns the set's size.
