@@ -223,15 +223,17 @@ class Settings:
 
     def __init__(self, given: Mapping[str, Any] | None = None,
                  environ: Mapping[str, str] | None = None) -> None:
-        values = {s.name: s.default for s in SETTINGS}
-        object.__setattr__(self, "_values", values)
+        self._values.update({s.name: s.default for s in SETTINGS})
         self.update(from_environment(os.environ if environ is None else environ))
         self.update(given or {})
 
-    def __getattr__(self, name: str) -> Any:
-        values: dict[str, Any] = object.__getattribute__(self, "_values")
-        if name in values:
-            return values[name]
+    @property
+    def _values(self) -> dict[str, Any]:
+        """The settings by name: the instance's own attributes, so reading ``conf.name`` is a
+        plain attribute lookup (it is on every task's path)."""
+        return self.__dict__
+
+    def __getattr__(self, name: str) -> Any:  # only for names that are not settings
         raise AttributeError(_unknown(name))
 
     def __setattr__(self, name: str, value: Any) -> None:
