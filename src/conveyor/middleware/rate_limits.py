@@ -107,6 +107,8 @@ class RateLimits(Middleware, Commanded):
         if job.task is None or job.message is None:
             return []
         app, found = job.app, []
+        if not (self.overrides or job.task.options.rate_limit or app.conf.queue_rate_limits):
+            return found  # no limit anywhere: the common case, on every task's path
         for target, configured in (
                 (task_target(job.task.name), job.task.options.rate_limit),
                 (queue_target(job.message.queue),
