@@ -106,7 +106,8 @@ class RateLimits(Middleware, Commanded):
         """The windows this run must have room in: its task's, then its queue's."""
         if job.task is None or job.message is None:
             return []
-        app, found = job.app, []
+        app = job.app
+        found: list[tuple[RateWindow, tuple[str, Rate]]] = []
         if not (self.overrides or job.task.options.rate_limit or app.conf.queue_rate_limits):
             return found  # no limit anywhere: the common case, on every task's path
         for target, configured in (
