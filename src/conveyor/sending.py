@@ -8,7 +8,7 @@ same transaction or round trip where the broker is the result backend.
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
@@ -42,11 +42,8 @@ def build_message(
     now = app.clock.time()
     opts = options or TaskOptions(queue=app.conf.default_queue)
     when = now + countdown if countdown is not None else epoch(eta)
-    expires = expires if expires is not None else opts.expires
-    deadline = now + expires if isinstance(expires, int | float) else epoch(expires)
-    prio = opts.priority if priority is None else priority
-    if isinstance(prio, bool) or not isinstance(prio, int) or not 0 <= prio <= 9:
-        raise ConfigurationError(f"priority must be an int from 0 to 9, got {prio!r}")
+    deadline = _deadline(now, expires if expires is not None else opts.expires)
+    prio = _priority(opts.priority if priority is None else priority)
     extra = call_options(time_limit=time_limit, soft_time_limit=soft_time_limit,
                          unique_key=unique_key, unique_for=unique_for)
     message = Message(id=task_id or new_id(), task=name, args=args, kwargs=kwargs,
@@ -55,6 +52,32 @@ def build_message(
                       priority=prio, eta=when,
                       expires=deadline, created=now, options={**extra, **(message_options or {})})
     return app.middleware.before_publish(app, message)
+
+
+def build_messages(app: Conveyor, name: str, options: TaskOptions | None,
+                   calls: Iterable[Iterable[Any]]) -> list[Message]:
+    """Messages for many calls of task ``name`` with its own options and no per-call ones
+    (``Task.map``): what :func:`build_message` resolves for each call (the queue, the
+    priority, the expiry, the clock) is resolved once for them all."""
+    now = app.clock.time()
+    opts = options or TaskOptions(queue=app.conf.default_queue)
+    queue, prio = routed(app, name, opts.queue), _priority(opts.priority)
+    deadline = _deadline(now, opts.expires)
+    messages = [Message(new_id(), name, tuple(args), {}, queue, prio, None, deadline, 0, now, {})
+                for args in calls]
+    if not app.middleware.publishing:
+        return messages
+    return [app.middleware.before_publish(app, m) for m in messages]
+
+
+def _deadline(now: float, expires: datetime | float | None) -> float | None:
+    return now + expires if isinstance(expires, int | float) else epoch(expires)
+
+
+def _priority(prio: object) -> int:
+    if isinstance(prio, bool) or not isinstance(prio, int) or not 0 <= prio <= 9:
+        raise ConfigurationError(f"priority must be an int from 0 to 9, got {prio!r}")
+    return prio
 
 
 def routed(app: Conveyor, name: str, declared: str) -> str:

@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, Generic, NoReturn, ParamSpec, TypeVar
 
+from . import sending
 from .errors import Retry
 from .options import TaskOptions
 from .result import AsyncResult
@@ -171,8 +172,7 @@ class Task(Generic[P, R]):
 
     def map(self, calls: Iterable[Iterable[Any]]) -> list[AsyncResult[R]]:
         """Queue one run per argument tuple in a single round trip (bulk enqueue)."""
-        messages = [self.app.build_message(self.name, self.options, tuple(a), {})
-                    for a in calls]
+        messages = sending.build_messages(self.app, self.name, self.options, calls)
         self.app.publish(messages, track=not self.options.ignore_result)
         return [AsyncResult(m.id, self.app) for m in messages]
 
