@@ -119,3 +119,19 @@ def test_hooks_a_middleware_does_not_override_are_not_called() -> None:
     chain = app.middleware
     assert all(not isinstance(m, ErrorReporter) for m in chain.admitting + chain.wrapping)
     assert any(isinstance(m, ErrorReporter) for m in chain.observing)
+
+
+def test_with_result_keeps_every_other_field_of_the_verdict() -> None:
+    import dataclasses
+
+    from conveyor.brokers import ResultWrite, StoredResult
+    from conveyor.middleware.base import Action
+
+    exc = RuntimeError("boom")
+    full = Verdict(Action.RETRY, State.FAILURE, 7, ErrorInfo.from_exception(exc), 1.5, b"body",
+                   "why", None, exc)
+    assert {f.name for f in dataclasses.fields(Verdict)} == {
+        "action", "state", "value", "error", "delay", "body", "reason", "result", "exc"}
+    write = ResultWrite("t1", StoredResult(b"x", State.SUCCESS, 1, True), 60.0)
+    carried = full.with_result(write)
+    assert carried == dataclasses.replace(full, result=write) and carried.exc is exc

@@ -90,6 +90,12 @@ class Verdict:
     def replace(self, **changes: Any) -> Verdict:
         return dataclasses.replace(self, **changes)
 
+    def with_result(self, result: ResultWrite | None) -> Verdict:
+        """This verdict carrying ``result`` to the settle: ``replace(result=...)``, spelled out
+        as it runs for every task (a third of the cost of ``dataclasses.replace``)."""
+        return Verdict(self.action, self.state, self.value, self.error, self.delay, self.body,
+                       self.reason, result, self.exc)
+
 
 @dataclass(slots=True)
 class Job:

@@ -52,7 +52,7 @@ class Results(Middleware):
 async def _record(job: Job, verdict: Verdict, write: ResultWrite) -> Verdict:
     """Store ``write``: with the settle where the broker keeps results, else now."""
     if job.app.shared_store:
-        return verdict.replace(result=write)
+        return verdict.with_result(write)
     await job.app.backend.astore(write.task_id, write.record, write.ttl)
     return verdict
 

@@ -79,7 +79,7 @@ async def _store_now(job: Job, verdict: Verdict) -> tuple[Verdict, bool]:
     if write is None and job.task is not None and job.task.options.ignore_result:
         write = _write(job, verdict)
     if write is not None:
-        verdict = verdict.replace(result=None)
+        verdict = verdict.with_result(None)
         if await job.app.backend.astore(write.task_id, write.record, write.ttl):
             return verdict, True
     record = await job.app.backend.aget(job.id)  # stored already, by us or an earlier delivery
