@@ -88,23 +88,45 @@ class Message:
             raise MalformedMessage(f"message must be an object, got {type(data).__name__}")
         if data.get("v") != PROTOCOL:
             raise MalformedMessage(f"unsupported message protocol {data.get('v')!r}")
-        _check(data, "id", str)
-        _check(data, "task", str)
-        _check(data, "args", list | tuple)
-        _check(data, "kwargs", dict)
-        _check(data, "queue", str)
-        _check(data, "priority", int)
-        _check(data, "retries", int)
-        _check(data, "options", dict)
-        for name in ("eta", "expires", "created"):
-            if data.get(name) is not None and not isinstance(data[name], int | float):
-                raise MalformedMessage(f"field {name!r} must be a number or null")
-        return cls(
-            id=data["id"], task=data["task"], args=tuple(data["args"]), kwargs=data["kwargs"],
-            queue=data["queue"], priority=data["priority"], eta=data.get("eta"),
-            expires=data.get("expires"), retries=data["retries"],
-            created=data.get("created") or 0.0, options=data["options"],
-        )
+        if not _well_typed(data):
+            _validate(data)  # names the first field at fault
+        return cls(data["id"], data["task"], tuple(data["args"]), data["kwargs"], data["queue"],
+                   data["priority"], data.get("eta"), data.get("expires"), data["retries"],
+                   data.get("created") or 0.0, data["options"])
+
+
+_NUMBER_OR_NONE = (int, float, type(None))
+
+
+def _well_typed(data: dict[str, Any]) -> bool:
+    """Every field present with its exact type: the one check a well-formed message (every
+    message this library sends) needs, in a fraction of :func:`_validate`'s time."""
+    try:
+        return (type(data["id"]) is str and type(data["task"]) is str
+                and type(data["args"]) in (list, tuple) and type(data["kwargs"]) is dict
+                and type(data["queue"]) is str and type(data["priority"]) is int
+                and type(data["retries"]) is int and type(data["options"]) is dict
+                and type(data.get("eta")) in _NUMBER_OR_NONE
+                and type(data.get("expires")) in _NUMBER_OR_NONE
+                and type(data.get("created")) in _NUMBER_OR_NONE)
+    except KeyError:
+        return False
+
+
+def _validate(data: dict[str, Any]) -> None:
+    """Raise MalformedMessage for the first missing or mistyped field (subclasses of the
+    expected types pass)."""
+    _check(data, "id", str)
+    _check(data, "task", str)
+    _check(data, "args", list | tuple)
+    _check(data, "kwargs", dict)
+    _check(data, "queue", str)
+    _check(data, "priority", int)
+    _check(data, "retries", int)
+    _check(data, "options", dict)
+    for name in ("eta", "expires", "created"):
+        if data.get(name) is not None and not isinstance(data[name], int | float):
+            raise MalformedMessage(f"field {name!r} must be a number or null")
 
 
 def _check(data: dict[str, Any], name: str, kind: Any) -> None:
