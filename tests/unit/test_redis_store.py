@@ -8,6 +8,7 @@ skipped locally (and failed under CI) when that server is not reachable.
 from __future__ import annotations
 
 import asyncio
+import re
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -94,6 +95,17 @@ def test_queue_scripts_name_only_layout_keys() -> None:
         assert list(script.keys) == [k for k in lua.QUEUE_KEYS if k in script.keys]
 
 
+def test_each_script_defines_exactly_the_helpers_it_calls() -> None:
+    helpers = {name for name, _ in lua._HELPERS if name}
+    for script in SCRIPTS:
+        defined = set(re.findall(r"local function (\w+)", script.source))
+        bodies = re.sub(r"local function \w+", "", script.source)
+        called = set(re.findall(r"(\w+)\(", bodies)) & helpers
+        assert called <= defined, (script.name, called - defined)
+        assert defined & helpers <= called, (script.name, (defined & helpers) - called)
+    assert "local function store_record" not in lua.PUBLISH.source  # not every helper everywhere
+
+
 def test_every_script_compiles_on_the_server(prefix: str) -> None:
     client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
     try:
@@ -127,6 +139,24 @@ async def test_claim_reports_when_more_becomes_due(store: RedisStore) -> None:
     assert next_at == pytest.approx(time.time() + 7, abs=1)  # its own lease expiry comes first
     assert held.envelope.eta is None
     await store._settle_ack(held)
+
+
+async def test_a_publish_writes_pending_only_over_no_record_or_an_earlier_pending(
+    store: RedisStore
+) -> None:
+    fresh, stale, started, final = env(), env(), env(), env()
+    store.store(stale.id, StoredResult(b"old", "PENDING", 0, False), 60)
+    store.store(started.id, StoredResult(b"", "STARTED", 2, False), 60)
+    store.store(final.id, StoredResult(b"42", "SUCCESS", 1, True), 60)
+    pending = StoredResult(b"new", "PENDING", 0, False)
+    sent = [fresh, stale, started, final]
+    store.publish_tracked(sent, [(e.id, pending) for e in sent], 60)
+    got = {e.id: store.get(e.id) for e in sent}
+    assert got[fresh.id] == pending and got[stale.id] == pending
+    assert got[started.id] == StoredResult(b"", "STARTED", 2, False)
+    assert got[final.id] == StoredResult(b"42", "SUCCESS", 1, True)
+    for claim in (await store._claim(["q"], 4, 30))[0]:
+        await store._settle_ack(claim)
 
 
 async def test_republishing_a_present_id_changes_nothing(store: RedisStore) -> None:
