@@ -20,6 +20,7 @@ from redis.crc import key_slot
 
 from conveyor.brokers import Envelope, ResultWrite, StoredResult, open_store
 from conveyor.brokers import redis_scripts as lua
+from conveyor.brokers.base import Settle
 from conveyor.brokers.redis import RedisStore, mask
 from conveyor.errors import ConfigurationError, LeaseLost
 from tests.stores import REDIS_HOST, REDIS_PORT, drop_redis_prefix, redis_up, unavailable
@@ -207,6 +208,29 @@ async def test_concurrent_acks_share_round_trips_and_fence_individually(
     for queue in ("a", "b"):
         stats = store.stats(queue)
         assert (stats.ready, stats.in_flight) == (0, 0)
+
+
+async def test_one_ack_call_of_a_batch_leaves_no_key_of_its_messages(
+    store: RedisStore, prefix: str
+) -> None:
+    store.publish([env("a"), *(env("b") for _ in range(20))])
+    (stale,), _ = await store._claim(["a"], 1, 0.1)
+    await asyncio.sleep(0.2)
+    (current,), _ = await store._claim(["a"], 1, 30)
+    held, _ = await store._claim(["b"], 20, 30)
+    settles = [Settle("ack", c) for c in [current, stale, current, *held]]
+    batch = await store._claim_batch(["a"], 0, 30, settles=settles)
+    assert batch.settled[0] is None  # acked
+    assert batch.settled[1] is None and batch.settled[2] is None  # gone by then: no-ops
+    assert batch.settled[3:] == [None] * 20
+    client = redis.Redis(host=REDIS_HOST, port=REDIS_PORT)
+    try:
+        for queue in ("a", "b"):
+            keys = lua.queue_keys(prefix, queue)
+            assert [client.exists(keys[k]) for k in ("leased", "body", "meta", "att", "dlv",
+                                                      "tok")] == [0] * 6, queue
+    finally:
+        client.close()
 
 
 async def test_dead_letters_across_queues(store: RedisStore) -> None:

@@ -213,6 +213,23 @@ local function unlease(id)
   redis.call('ZREM', leased, id)
   redis.call('HDEL', tok, id)
 end
+
+-- the fields of every id of `ids` deleted from each hash of `hashes`, a thousand ids a call
+-- (unpack's stack is bounded)
+local function forget_all(ids, hashes)
+  for i = 1, #ids, 1000 do
+    local chunk = {{unpack(ids, i, math.min(i + 999, #ids))}}
+    for _, h in ipairs(hashes) do redis.call('HDEL', h, unpack(chunk)) end
+  end
+end
+
+-- the acked messages `ids` gone from the queue: out of leased and every hash of a message
+local function drop_acked(ids)
+  for i = 1, #ids, 1000 do
+    redis.call('ZREM', leased, unpack(ids, i, math.min(i + 999, #ids)))
+  end
+  forget_all(ids, {{tok, body, meta, att, dlv}})
+end
 """
 
 
@@ -330,10 +347,11 @@ return {next_due(t), redis.call('ZRANGE', ready, 0, tonumber(ARGV[1]) - 1, 'WITH
 # key prefix (single server only: the records are outside the queue's slot), id, token, its
 # encoded result record ('' for none), the record's ttl in ms. Each record is stored under the
 # fencing rule (see `store_record`) just before its message is acked, whether or not the ack
-# then finds the lease held, as a separate store would. Returns one status per message (see
-# `holder`).
+# then finds the lease held, as a separate store would. The acked messages' keys are deleted
+# together at the end, a few variadic calls for the whole batch. Returns one status per message
+# (see `holder`; a message acked earlier in the same call is gone: 0).
 ACK = _queue_script("ack", "leased dead body meta att dlv tok", """
-local out = {}
+local out, acked, seen = {}, {}, {}
 local stride = 2
 if ARGV[1] ~= '' then stride = 4 end
 for i = 3, #ARGV, stride do
@@ -341,16 +359,15 @@ for i = 3, #ARGV, stride do
   if stride == 4 and ARGV[i + 2] ~= '' then
     store_record(ARGV[1] .. id, ARGV[i + 2], ARGV[i + 3], ARGV[2] .. id)
   end
-  local status = holder(id, ARGV[i + 1])
+  local status = 0  -- acked earlier in this call: gone, as its deletion below will make it
+  if not seen[id] then status = holder(id, ARGV[i + 1]) end
   if status == 1 then
-    unlease(id)
-    redis.call('HDEL', body, id)
-    redis.call('HDEL', meta, id)
-    redis.call('HDEL', att, id)
-    redis.call('HDEL', dlv, id)
+    seen[id] = true
+    acked[#acked + 1] = id
   end
   out[#out + 1] = status
 end
+drop_acked(acked)
 return out
 """)
 
@@ -429,17 +446,8 @@ return {
 }
 """)
 
-_FORGET = """
-local function forget_all(ids, hashes)
-  for i = 1, #ids, 1000 do
-    local chunk = {unpack(ids, i, math.min(i + 999, #ids))}
-    for _, h in ipairs(hashes) do redis.call('HDEL', h, unpack(chunk)) end
-  end
-end
-"""
-
 # Deletes the ready and delayed messages (not in-flight, not dead). Returns how many.
-PURGE = _queue_script("purge", "ready delayed body meta att dlv", _FORGET + """
+PURGE = _queue_script("purge", "ready delayed body meta att dlv", """
 local ids = redis.call('ZRANGE', ready, 0, -1)
 for _, id in ipairs(redis.call('ZRANGE', delayed, 0, -1)) do ids[#ids + 1] = id end
 forget_all(ids, {body, meta, att, dlv})
@@ -483,7 +491,7 @@ return moved
 """)
 
 # Deletes every dead letter of the queue. Returns how many.
-PURGE_DEAD = _queue_script("purge_dead", "dead body meta att dlv why", _FORGET + """
+PURGE_DEAD = _queue_script("purge_dead", "dead body meta att dlv why", """
 local ids = redis.call('ZRANGE', dead, 0, -1)
 forget_all(ids, {body, meta, att, dlv, why})
 redis.call('DEL', dead)
