@@ -324,10 +324,9 @@ if #popped > 0 then
     tokens[#tokens + 1] = token
     local record = ''
     if ARGV[4] ~= '' then record = mark_started(ARGV[4] .. id, attempt) end
-    for _, v in ipairs({id, bodies[i], metas[i], attempt, token, scores[i], deliveries,
-                        record}) do
-      out[#out + 1] = v
-    end
+    local at = #out  -- eight fields per message, in place (no table of its own)
+    out[at + 1], out[at + 2], out[at + 3], out[at + 4] = id, bodies[i], metas[i], attempt
+    out[at + 5], out[at + 6], out[at + 7], out[at + 8] = token, scores[i], deliveries, record
   end
   redis.call('ZADD', leased, unpack(leases))
   redis.call('HSET', tok, unpack(tokens))
