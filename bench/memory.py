@@ -25,7 +25,7 @@ from typing import Any
 
 import psutil
 
-from bench.run import rabbit_vhost
+from bench.run import REPO, compile_sources, rabbit_vhost
 
 
 def pss_mb(pid: int) -> float:
@@ -94,6 +94,7 @@ def main() -> None:
     parser.add_argument("--amqp", default="amqp://guest:guest@127.0.0.1:5672/")
     args = parser.parse_args()
     backends = args.only.split(",")
+    compile_sources(os.path.join(REPO, "src"))  # as an installed wheel is (see bench.run)
     with tempfile.TemporaryDirectory(prefix="conveyor-mem-") as scratch, \
             rabbit_vhost(args.amqp, f"mem-{uuid.uuid4().hex[:8]}", "rabbitmq" in backends) as amqp:
         env = {**os.environ, "BENCH_DIR": scratch, "BENCH_REDIS": args.redis,
