@@ -20,7 +20,7 @@ from redis.crc import key_slot
 
 from conveyor.brokers import Envelope, ResultWrite, StoredResult, open_store
 from conveyor.brokers import redis_scripts as lua
-from conveyor.brokers.base import Settle
+from conveyor.brokers.base import Claim, Settle
 from conveyor.brokers.redis import RedisStore, mask
 from conveyor.errors import ConfigurationError, LeaseLost
 from tests.stores import REDIS_HOST, REDIS_PORT, drop_redis_prefix, redis_up, unavailable
@@ -192,14 +192,22 @@ async def test_attempt_grows_across_retry_and_redelivery(store: RedisStore) -> N
     await store._settle_ack(fourth)
 
 
-async def test_concurrent_acks_share_round_trips_and_fence_individually(
-    store: RedisStore,
-) -> None:
-    store.publish([env("a"), *(env("b") for _ in range(40))])
+async def _two_leases_and_more(store: RedisStore, more: int
+                               ) -> tuple[Claim, Claim, list[Claim]]:
+    """A message of queue ``a`` claimed twice (the first lease expired: stale, then current)
+    and ``more`` messages of queue ``b`` held."""
+    store.publish([env("a"), *(env("b") for _ in range(more))])
     (stale,), _ = await store._claim(["a"], 1, 0.1)
     await asyncio.sleep(0.2)
     (current,), _ = await store._claim(["a"], 1, 30)
-    held, _ = await store._claim(["b"], 40, 30)
+    held, _ = await store._claim(["b"], more, 30)
+    return stale, current, held
+
+
+async def test_concurrent_acks_share_round_trips_and_fence_individually(
+    store: RedisStore,
+) -> None:
+    stale, current, held = await _two_leases_and_more(store, 40)
     results = await asyncio.gather(*(store._settle_ack(c) for c in [*held, stale, current]),
                                    return_exceptions=True)
     assert results[:40] == [None] * 40
@@ -213,11 +221,7 @@ async def test_concurrent_acks_share_round_trips_and_fence_individually(
 async def test_one_ack_call_of_a_batch_leaves_no_key_of_its_messages(
     store: RedisStore, prefix: str
 ) -> None:
-    store.publish([env("a"), *(env("b") for _ in range(20))])
-    (stale,), _ = await store._claim(["a"], 1, 0.1)
-    await asyncio.sleep(0.2)
-    (current,), _ = await store._claim(["a"], 1, 30)
-    held, _ = await store._claim(["b"], 20, 30)
+    stale, current, held = await _two_leases_and_more(store, 20)
     settles = [Settle("ack", c) for c in [current, stale, current, *held]]
     batch = await store._claim_batch(["a"], 0, 30, settles=settles)
     assert batch.settled[0] is None  # acked
